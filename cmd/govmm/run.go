@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/govmm/govmm/vmm"
+	"github.com/govmm/govmm/vmm/boot"
+)
+
+// RunCmd is `govmm run`.
+type RunCmd struct {
+	Kernel  string   `help:"Linux bzImage to boot." required:"" type:"path" placeholder:"PATH"`
+	Initrd  []string `help:"Initramfs (cpio, optionally compressed). Repeat to append archives; the kernel unpacks them in order." type:"path" placeholder:"PATH"`
+	Cmdline string   `help:"Kernel command line." default:"console=ttyS0 panic=-1" placeholder:"STR"`
+	Mem     string   `help:"Guest RAM: a number with an optional K, M or G suffix (default unit MiB)." default:"512M" placeholder:"SIZE"`
+	CPUs    int      `help:"Number of vCPUs (1-32)." default:"1" name:"cpus" placeholder:"N"`
+	Net     []string `help:"Network interface: tap=NAME[,mac=MAC][,mtu=N][,mrg-rxbuf=on|off][,path=zerocopy|copy][,model=virtio|ixgbe][,pin-limit=SIZE]. Repeatable. (Networking lands with the virtio-net issue.)" placeholder:"SPEC"`
+	Stats   string   `help:"Write per-NIC statistics as JSON to FILE every second and at exit." placeholder:"FILE"`
+	KVM     string   `help:"KVM device." default:"/dev/kvm" name:"kvm" placeholder:"PATH"`
+}
+
+// Run boots the guest and returns when it powers off or resets (nil), or
+// fails (error).
+func (r *RunCmd) Run() error {
+	cfg, err := r.config()
+	if err != nil {
+		return usageError{err}
+	}
+	m, err := vmm.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+
+	restore := attachTerminal(m)
+	defer restore()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, unix.SIGINT, unix.SIGTERM)
+	go func() {
+		s := <-sig
+		m.Stop(vmm.Outcome{Kind: vmm.Failure, Reason: "stopped by signal " + s.String()})
+	}()
+
+	out, err := m.Run()
+	if err != nil {
+		return err
+	}
+	slog.Info("guest ended", "outcome", out.Kind.String())
+	return nil
+}
+
+func (r *RunCmd) config() (vmm.Config, error) {
+	mem, err := ParseSize(r.Mem)
+	if err != nil {
+		return vmm.Config{}, fmt.Errorf("--mem: %w", err)
+	}
+	if mem == 0 {
+		return vmm.Config{}, errors.New("--mem must be greater than 0")
+	}
+	if host := hostMemory(); host != 0 && mem > host {
+		return vmm.Config{}, fmt.Errorf("--mem %d MiB is more than this host's %d MiB of RAM", mem>>20, host>>20)
+	}
+	if r.CPUs < 1 || r.CPUs > 32 {
+		return vmm.Config{}, fmt.Errorf("--cpus %d: must be between 1 and 32", r.CPUs)
+	}
+	if len(r.Net) > 0 {
+		return vmm.Config{}, errors.New("--net: networking is not available in this build yet")
+	}
+	kernel, err := os.ReadFile(r.Kernel)
+	if err != nil {
+		return vmm.Config{}, fmt.Errorf("--kernel: %w", err)
+	}
+	if _, err := boot.ParseBzImage(kernel); err != nil {
+		return vmm.Config{}, fmt.Errorf("--kernel %s: %w", r.Kernel, err)
+	}
+	var initrd bytes.Buffer
+	for _, p := range r.Initrd {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return vmm.Config{}, fmt.Errorf("--initrd: %w", err)
+		}
+		// Each archive starts 4-byte aligned, as the kernel's unpacker expects.
+		for initrd.Len()%4 != 0 {
+			initrd.WriteByte(0)
+		}
+		initrd.Write(b)
+	}
+	return vmm.Config{
+		KVMPath:  r.KVM,
+		Kernel:   kernel,
+		Initrd:   initrd.Bytes(),
+		Cmdline:  r.Cmdline,
+		MemBytes: mem,
+		CPUs:     r.CPUs,
+		Console:  os.Stdout,
+		Logger:   slog.Default(),
+	}, nil
+}
+
+// ParseSize parses "512", "512M", "1G", "65536K" (a bare number is MiB).
+func ParseSize(s string) (uint64, error) {
+	s = strings.TrimSpace(strings.ToUpper(s))
+	s = strings.TrimSuffix(strings.TrimSuffix(s, "IB"), "B")
+	mult := uint64(1 << 20)
+	if n := len(s); n > 0 {
+		switch s[n-1] {
+		case 'K':
+			mult, s = 1<<10, s[:n-1]
+		case 'M':
+			mult, s = 1<<20, s[:n-1]
+		case 'G':
+			mult, s = 1<<30, s[:n-1]
+		}
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a size (examples: 256M, 1G)", s)
+	}
+	if v > (1<<63)/mult {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return v * mult, nil
+}
+
+// hostMemory returns MemTotal from sysinfo, or 0 if unknown.
+func hostMemory() uint64 {
+	var si unix.Sysinfo_t
+	if err := unix.Sysinfo(&si); err != nil {
+		return 0
+	}
+	return uint64(si.Totalram) * uint64(si.Unit)
+}

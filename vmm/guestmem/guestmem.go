@@ -1,0 +1,326 @@
+// Package guestmem owns guest RAM: the anonymous mappings KVM runs the guest
+// on, and the only code in govmm that turns a guest-physical address into
+// host memory.
+//
+// Every guest physical address (GPA) and length that reaches this package may
+// come from a hostile guest (descriptor tables, ring indices, register
+// writes). Every accessor therefore checks that the whole access lies inside
+// one region and reports ErrOutOfRange instead of panicking. Callers get
+// slices that alias guest RAM (no copy) so devices can DMA in place; such a
+// slice is only valid while the Memory is open.
+package guestmem
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrOutOfRange is returned for an access that is not wholly inside one RAM
+// region.
+var ErrOutOfRange = errors.New("guest memory access out of range")
+
+// ErrUnaligned is returned by the atomic accessors for a misaligned GPA.
+var ErrUnaligned = errors.New("unaligned atomic guest memory access")
+
+// Region is one contiguous range of guest RAM.
+type Region struct {
+	GPA  uint64 // first guest-physical address
+	Host []byte // host mapping, len = region size
+}
+
+// End returns the exclusive end GPA.
+func (r Region) End() uint64 { return r.GPA + uint64(len(r.Host)) }
+
+// Memory is a fixed set of non-overlapping RAM regions. Its layout never
+// changes after New, so lookups need no lock.
+type Memory struct {
+	regions []Region // sorted by GPA
+	mapped  bool     // regions were mmap'd by New and must be unmapped
+}
+
+// Layout describes one region to create: [GPA, GPA+Size).
+type Layout struct {
+	GPA, Size uint64
+}
+
+// New mmaps anonymous, private, page-aligned memory for each region.
+// Regions must be page-aligned, non-empty and must not overlap.
+func New(layout []Layout) (*Memory, error) {
+	m := &Memory{mapped: true}
+	for _, l := range layout {
+		if l.Size == 0 || l.GPA%uint64(unix.Getpagesize()) != 0 || l.Size%uint64(unix.Getpagesize()) != 0 || l.GPA+l.Size < l.GPA {
+			m.Close()
+			return nil, fmt.Errorf("guestmem: bad region %#x+%#x", l.GPA, l.Size)
+		}
+		if n := len(m.regions); n > 0 && m.regions[n-1].End() > l.GPA {
+			m.Close()
+			return nil, fmt.Errorf("guestmem: region %#x+%#x overlaps or is out of order", l.GPA, l.Size)
+		}
+		b, err := unix.Mmap(-1, 0, int(l.Size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+		if err != nil {
+			m.Close()
+			return nil, fmt.Errorf("guestmem: mmap %d bytes: %w", l.Size, err)
+		}
+		m.regions = append(m.regions, Region{GPA: l.GPA, Host: b})
+	}
+	return m, nil
+}
+
+// FromRegions wraps caller-owned buffers (tests and in-process device
+// drivers use plain Go slices as "guest RAM").
+func FromRegions(regions ...Region) (*Memory, error) {
+	m := &Memory{}
+	for _, r := range regions {
+		if len(r.Host) == 0 || r.End() < r.GPA {
+			return nil, fmt.Errorf("guestmem: bad region %#x+%#x", r.GPA, len(r.Host))
+		}
+		if n := len(m.regions); n > 0 && m.regions[n-1].End() > r.GPA {
+			return nil, fmt.Errorf("guestmem: region %#x overlaps or is out of order", r.GPA)
+		}
+		m.regions = append(m.regions, r)
+	}
+	return m, nil
+}
+
+// Close unmaps memory created by New. Slices handed out earlier become invalid.
+func (m *Memory) Close() error {
+	var first error
+	if m.mapped {
+		for _, r := range m.regions {
+			if err := unix.Munmap(r.Host); err != nil && first == nil {
+				first = fmt.Errorf("guestmem: munmap: %w", err)
+			}
+		}
+	}
+	m.regions = nil
+	return first
+}
+
+// Regions returns the RAM regions (for KVM slot registration and e820).
+func (m *Memory) Regions() []Region { return m.regions }
+
+// Size returns the total RAM in bytes.
+func (m *Memory) Size() uint64 {
+	var n uint64
+	for _, r := range m.regions {
+		n += uint64(len(r.Host))
+	}
+	return n
+}
+
+// End returns the exclusive end of the highest region.
+func (m *Memory) End() uint64 {
+	if len(m.regions) == 0 {
+		return 0
+	}
+	return m.regions[len(m.regions)-1].End()
+}
+
+// Slice returns the n bytes at gpa as a slice aliasing guest RAM. The range
+// must not cross a region boundary. n == 0 is valid for any gpa inside RAM.
+func (m *Memory) Slice(gpa, n uint64) ([]byte, error) {
+	for i := range m.regions {
+		r := &m.regions[i]
+		if gpa < r.GPA || gpa >= r.End() {
+			continue
+		}
+		off := gpa - r.GPA
+		if n > uint64(len(r.Host))-off {
+			break
+		}
+		return r.Host[off : off+n : off+n], nil
+	}
+	return nil, fmt.Errorf("%w: %#x+%#x", ErrOutOfRange, gpa, n)
+}
+
+// Contains reports whether [gpa, gpa+n) lies inside one region.
+func (m *Memory) Contains(gpa, n uint64) bool {
+	_, err := m.Slice(gpa, n)
+	return err == nil
+}
+
+// ReadAt copies len(p) bytes at gpa into p.
+func (m *Memory) ReadAt(p []byte, gpa uint64) error {
+	s, err := m.Slice(gpa, uint64(len(p)))
+	if err != nil {
+		return err
+	}
+	copy(p, s)
+	return nil
+}
+
+// WriteAt copies p into guest RAM at gpa.
+func (m *Memory) WriteAt(p []byte, gpa uint64) error {
+	s, err := m.Slice(gpa, uint64(len(p)))
+	if err != nil {
+		return err
+	}
+	copy(s, p)
+	return nil
+}
+
+// Uint16 reads a little-endian uint16.
+func (m *Memory) Uint16(gpa uint64) (uint16, error) {
+	s, err := m.Slice(gpa, 2)
+	if err != nil {
+		return 0, err
+	}
+	return binary.LittleEndian.Uint16(s), nil
+}
+
+// Uint32 reads a little-endian uint32.
+func (m *Memory) Uint32(gpa uint64) (uint32, error) {
+	s, err := m.Slice(gpa, 4)
+	if err != nil {
+		return 0, err
+	}
+	return binary.LittleEndian.Uint32(s), nil
+}
+
+// Uint64 reads a little-endian uint64.
+func (m *Memory) Uint64(gpa uint64) (uint64, error) {
+	s, err := m.Slice(gpa, 8)
+	if err != nil {
+		return 0, err
+	}
+	return binary.LittleEndian.Uint64(s), nil
+}
+
+// PutUint16 writes a little-endian uint16.
+func (m *Memory) PutUint16(gpa uint64, v uint16) error {
+	s, err := m.Slice(gpa, 2)
+	if err != nil {
+		return err
+	}
+	binary.LittleEndian.PutUint16(s, v)
+	return nil
+}
+
+// PutUint32 writes a little-endian uint32.
+func (m *Memory) PutUint32(gpa uint64, v uint32) error {
+	s, err := m.Slice(gpa, 4)
+	if err != nil {
+		return err
+	}
+	binary.LittleEndian.PutUint32(s, v)
+	return nil
+}
+
+// PutUint64 writes a little-endian uint64.
+func (m *Memory) PutUint64(gpa uint64, v uint64) error {
+	s, err := m.Slice(gpa, 8)
+	if err != nil {
+		return err
+	}
+	binary.LittleEndian.PutUint64(s, v)
+	return nil
+}
+
+// The atomic accessors are for values shared with a running guest (virtqueue
+// indices, descriptor status words). x86-64 is little-endian, so a native
+// atomic load of an aligned word is the little-endian value the guest wrote.
+// sync/atomic gives sequentially consistent ordering, which is at least the
+// acquire/release the virtio spec requires around ring index updates.
+
+func (m *Memory) atomicPtr(gpa, size uint64) (unsafe.Pointer, error) {
+	if gpa%size != 0 {
+		return nil, fmt.Errorf("%w: %#x", ErrUnaligned, gpa)
+	}
+	s, err := m.Slice(gpa, size)
+	if err != nil {
+		return nil, err
+	}
+	p := unsafe.Pointer(unsafe.SliceData(s))
+	// Host mappings are page-aligned and gpa is size-aligned, so p is too;
+	// check anyway since FromRegions accepts arbitrary Go slices.
+	if uintptr(p)%uintptr(size) != 0 {
+		return nil, fmt.Errorf("%w: host address of %#x", ErrUnaligned, gpa)
+	}
+	return p, nil
+}
+
+// LoadUint16 atomically loads the aligned uint16 at gpa. sync/atomic has
+// no 16-bit operations, so it loads the enclosing aligned 32-bit word.
+func (m *Memory) LoadUint16(gpa uint64) (uint16, error) {
+	if gpa%2 != 0 {
+		return 0, fmt.Errorf("%w: %#x", ErrUnaligned, gpa)
+	}
+	p, err := m.atomicPtr(gpa&^3, 4)
+	if err != nil {
+		return 0, err
+	}
+	return uint16(atomic.LoadUint32((*uint32)(p)) >> (8 * (gpa & 2))), nil
+}
+
+// StoreUint16 atomically stores v at the aligned gpa. It uses a 32-bit
+// compare-and-swap on the enclosing word so that the other half-word, which
+// the guest may be writing concurrently, is never clobbered.
+func (m *Memory) StoreUint16(gpa uint64, v uint16) error {
+	if gpa%2 != 0 {
+		return fmt.Errorf("%w: %#x", ErrUnaligned, gpa)
+	}
+	p, err := m.atomicPtr(gpa&^3, 4)
+	if err != nil {
+		return err
+	}
+	shift := 8 * (gpa & 2)
+	mask := uint32(0xFFFF) << shift
+	for {
+		old := atomic.LoadUint32((*uint32)(p))
+		nw := old&^mask | uint32(v)<<shift
+		if atomic.CompareAndSwapUint32((*uint32)(p), old, nw) {
+			return nil
+		}
+	}
+}
+
+// LoadUint32 atomically loads the aligned uint32 at gpa.
+func (m *Memory) LoadUint32(gpa uint64) (uint32, error) {
+	p, err := m.atomicPtr(gpa, 4)
+	if err != nil {
+		return 0, err
+	}
+	return atomic.LoadUint32((*uint32)(p)), nil
+}
+
+// StoreUint32 atomically stores the aligned uint32 at gpa.
+func (m *Memory) StoreUint32(gpa uint64, v uint32) error {
+	p, err := m.atomicPtr(gpa, 4)
+	if err != nil {
+		return err
+	}
+	atomic.StoreUint32((*uint32)(p), v)
+	return nil
+}
+
+// LoadUint64 atomically loads the aligned uint64 at gpa.
+func (m *Memory) LoadUint64(gpa uint64) (uint64, error) {
+	p, err := m.atomicPtr(gpa, 8)
+	if err != nil {
+		return 0, err
+	}
+	return atomic.LoadUint64((*uint64)(p)), nil
+}
+
+// StoreUint64 atomically stores the aligned uint64 at gpa.
+func (m *Memory) StoreUint64(gpa uint64, v uint64) error {
+	p, err := m.atomicPtr(gpa, 8)
+	if err != nil {
+		return err
+	}
+	atomic.StoreUint64((*uint64)(p), v)
+	return nil
+}
+
+// Fence is a full memory barrier between the VMM's plain accesses to guest
+// RAM and a following index load/store (virtio's "mb()"), for the places
+// where the spec asks for one between two plain accesses.
+func Fence() {
+	var x atomic.Uint32
+	x.Add(0) // LOCK XADD: a full barrier on x86
+}

@@ -1,0 +1,204 @@
+package kvm
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+
+	gokvm "github.com/bobuhiro11/gokvm/kvm"
+	"golang.org/x/sys/unix"
+)
+
+// Exit reasons (include/uapi/linux/kvm.h KVM_EXIT_*).
+const (
+	ExitUnknown       = 0
+	ExitException     = 1
+	ExitIO            = 2
+	ExitHypercall     = 3
+	ExitDebug         = 4
+	ExitHLT           = 5
+	ExitMMIO          = 6
+	ExitIRQWindowOpen = 7
+	ExitShutdown      = 8
+	ExitFailEntry     = 9
+	ExitIntr          = 10
+	ExitInternalError = 17
+	ExitSystemEvent   = 24
+)
+
+// System event types (KVM_SYSTEM_EVENT_*).
+const (
+	SystemEventShutdown = 1
+	SystemEventReset    = 2
+	SystemEventCrash    = 3
+)
+
+// VCPU is one virtual CPU and its shared kvm_run page.
+type VCPU struct {
+	ID  int
+	f   *os.File
+	run []byte // mmap'd struct kvm_run
+}
+
+// CreateVCPU creates vCPU id and maps its kvm_run page.
+func (vm *VM) CreateVCPU(id int) (*VCPU, error) {
+	fd, err := gokvm.CreateVCPU(vm.fd(), id)
+	if err != nil {
+		return nil, fmt.Errorf("KVM_CREATE_VCPU %d: %w", id, err)
+	}
+	f := os.NewFile(fd, fmt.Sprintf("kvm-vcpu-%d", id))
+	run, err := unix.Mmap(int(fd), 0, vm.sys.runSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("mmap kvm_run of vCPU %d: %w", id, err)
+	}
+	return &VCPU{ID: id, f: f, run: run}, nil
+}
+
+// Close unmaps the run page and closes the vCPU.
+func (c *VCPU) Close() error {
+	err := unix.Munmap(c.run)
+	if cerr := c.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// FD returns the vCPU descriptor for gokvm register calls.
+func (c *VCPU) FD() uintptr { return c.f.Fd() }
+
+// Run enters the guest until the next exit. It returns (true, nil) when
+// KVM_RUN was interrupted by a signal or by immediate_exit: no exit to
+// handle, the caller should check why it was kicked.
+func (c *VCPU) Run() (interrupted bool, err error) {
+	_, err = gokvm.Ioctl(c.FD(), gokvm.IIO(0x80), 0)
+	if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("KVM_RUN vCPU %d: %w", c.ID, err)
+	}
+	return false, nil
+}
+
+// SetImmediateExit makes the next (or current, once kicked) KVM_RUN return
+// at once with EINTR; used to stop vCPUs.
+func (c *VCPU) SetImmediateExit(v bool) {
+	if v {
+		c.run[1] = 1
+	} else {
+		c.run[1] = 0
+	}
+}
+
+// kvm_run offsets: the exit union starts at 32.
+const runExit = 32
+
+// ExitReason returns kvm_run.exit_reason.
+func (c *VCPU) ExitReason() uint32 { return binary.LittleEndian.Uint32(c.run[8:]) }
+
+// IOExit is a decoded KVM_EXIT_IO. Data aliases the run page: size*count
+// bytes to fill (in) or consume (out).
+type IOExit struct {
+	Out   bool
+	Size  int
+	Port  uint16
+	Count int
+	Data  []byte
+}
+
+// IO decodes the current KVM_EXIT_IO, validating the kernel-provided
+// offset and length against the run page.
+func (c *VCPU) IO() (IOExit, error) {
+	e := c.run[runExit:]
+	io := IOExit{
+		Out:   e[0] == 1,
+		Size:  int(e[1]),
+		Port:  binary.LittleEndian.Uint16(e[2:]),
+		Count: int(binary.LittleEndian.Uint32(e[4:])),
+	}
+	off := binary.LittleEndian.Uint64(e[8:])
+	n := uint64(io.Size) * uint64(io.Count)
+	if off > uint64(len(c.run)) || n > uint64(len(c.run))-off {
+		return io, fmt.Errorf("KVM_EXIT_IO data %#x+%d outside kvm_run", off, n)
+	}
+	io.Data = c.run[off : off+n]
+	return io, nil
+}
+
+// MMIOExit is a decoded KVM_EXIT_MMIO; Data aliases the run page.
+type MMIOExit struct {
+	Addr  uint64
+	Data  []byte
+	Write bool
+}
+
+// MMIO decodes the current KVM_EXIT_MMIO.
+func (c *VCPU) MMIO() MMIOExit {
+	e := c.run[runExit:]
+	n := binary.LittleEndian.Uint32(e[16:])
+	if n > 8 {
+		n = 8
+	}
+	return MMIOExit{
+		Addr:  binary.LittleEndian.Uint64(e[0:]),
+		Data:  e[8 : 8+n],
+		Write: e[20] != 0,
+	}
+}
+
+// SystemEvent returns the type of a KVM_EXIT_SYSTEM_EVENT.
+func (c *VCPU) SystemEvent() uint32 { return binary.LittleEndian.Uint32(c.run[runExit:]) }
+
+// InternalError describes a KVM_EXIT_INTERNAL_ERROR.
+func (c *VCPU) InternalError() string {
+	e := c.run[runExit:]
+	sub := binary.LittleEndian.Uint32(e[0:])
+	nd := binary.LittleEndian.Uint32(e[4:])
+	s := fmt.Sprintf("suberror %d", sub)
+	for i := uint32(0); i < nd && i < 16; i++ {
+		s += fmt.Sprintf(" %#x", binary.LittleEndian.Uint64(e[8+8*i:]))
+	}
+	return s
+}
+
+// FailEntryReason returns hardware_entry_failure_reason of KVM_EXIT_FAIL_ENTRY.
+func (c *VCPU) FailEntryReason() uint64 { return binary.LittleEndian.Uint64(c.run[runExit:]) }
+
+// SetCPUID installs the vCPU's CPUID table.
+func (c *VCPU) SetCPUID(entries []gokvm.CPUIDEntry2) error {
+	cp := &gokvm.CPUID{Nent: uint32(len(entries)), Entries: entries}
+	if err := gokvm.SetCPUID2(c.FD(), cp); err != nil {
+		return fmt.Errorf("KVM_SET_CPUID2 vCPU %d: %w", c.ID, err)
+	}
+	return nil
+}
+
+// LAPIC local vector table registers and delivery modes (Intel SDM 10.5.1).
+const (
+	lapicLVT0        = 0x350
+	lapicLVT1        = 0x360
+	lapicDeliveryExt = 7 << 8
+	lapicDeliveryNMI = 4 << 8
+)
+
+// SetupLAPIC programs LINT0 as ExtINT and LINT1 as NMI, the wiring a PC
+// BIOS leaves for the OS (the 8259 on LINT0, NMI on LINT1).
+func (c *VCPU) SetupLAPIC() error {
+	var st gokvm.LAPICState
+	if err := gokvm.GetLocalAPIC(c.FD(), &st); err != nil {
+		return fmt.Errorf("KVM_GET_LAPIC: %w", err)
+	}
+	for _, r := range []struct {
+		off  int
+		mode uint32
+	}{{lapicLVT0, lapicDeliveryExt}, {lapicLVT1, lapicDeliveryNMI}} {
+		v := binary.LittleEndian.Uint32(st.Regs[r.off:])
+		binary.LittleEndian.PutUint32(st.Regs[r.off:], v&^0x700|r.mode)
+	}
+	if err := gokvm.SetLocalAPIC(c.FD(), &st); err != nil {
+		return fmt.Errorf("KVM_SET_LAPIC: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,195 @@
+// Package vmm assembles a KVM virtual machine: guest RAM, vCPUs, the
+// port-I/O and MMIO buses, the PCI host bridge, interrupt routing, ACPI
+// tables and the legacy devices a stock Linux needs to boot and stop.
+package vmm
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+
+	"github.com/govmm/govmm/vmm/boot"
+	"github.com/govmm/govmm/vmm/bus"
+	"github.com/govmm/govmm/vmm/guestmem"
+	"github.com/govmm/govmm/vmm/irq"
+	"github.com/govmm/govmm/vmm/kvm"
+	"github.com/govmm/govmm/vmm/layout"
+	"github.com/govmm/govmm/vmm/pci"
+)
+
+// Config describes a machine.
+type Config struct {
+	KVMPath  string    // default /dev/kvm
+	Kernel   []byte    // bzImage
+	Initrd   []byte    // concatenated initramfs archives (may be empty)
+	Cmdline  string    // kernel command line
+	MemBytes uint64    // guest RAM
+	CPUs     int       // vCPUs
+	Console  io.Writer // guest serial output (COM1)
+	Logger   *slog.Logger
+}
+
+// Machine is a created VM ready to Run.
+type Machine struct {
+	cfg    Config
+	log    *slog.Logger
+	sys    *kvm.System
+	vm     *kvm.VM
+	Mem    *guestmem.Memory
+	PIO    *bus.Bus
+	MMIO   *bus.Bus
+	PCI    *pci.Bridge
+	IRQ    *irq.Router
+	vcpus  []*kvm.VCPU
+	serial serialPort
+	entry  boot.Entry
+
+	stopOnce sync.Once
+	stopped  chan struct{}
+	outcome  Outcome
+	mu       sync.Mutex // guards threads (tids of running vCPUs)
+	threads  map[int]int
+}
+
+// Outcome is how a guest run ended.
+type Outcome struct {
+	Kind   OutcomeKind
+	Reason string // for failures: one line saying why
+}
+
+// OutcomeKind classifies the end of a run.
+type OutcomeKind int
+
+// Outcomes. PowerOff and Reset are normal ends (exit status 0 for govmm run).
+const (
+	PowerOff OutcomeKind = iota
+	Reset
+	Failure
+)
+
+func (k OutcomeKind) String() string {
+	return [...]string{"power-off", "reset", "failure"}[k]
+}
+
+// New creates the VM, loads the kernel and prepares every vCPU. Nothing runs
+// until Run.
+func New(cfg Config) (m *Machine, err error) {
+	if cfg.KVMPath == "" {
+		cfg.KVMPath = "/dev/kvm"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Console == nil {
+		cfg.Console = os.Stdout
+	}
+	if cfg.CPUs < 1 || cfg.CPUs > layout.MaxCPUs {
+		return nil, fmt.Errorf("--cpus %d: must be between 1 and %d", cfg.CPUs, layout.MaxCPUs)
+	}
+	if err := checkMemSize(cfg.MemBytes); err != nil {
+		return nil, err
+	}
+	kernel, err := boot.ParseBzImage(cfg.Kernel)
+	if err != nil {
+		return nil, fmt.Errorf("kernel: %w", err)
+	}
+
+	m = &Machine{cfg: cfg, log: cfg.Logger, stopped: make(chan struct{}), threads: map[int]int{}}
+	defer func() {
+		if err != nil {
+			m.Close()
+		}
+	}()
+	if m.sys, err = kvm.Open(cfg.KVMPath); err != nil {
+		return nil, err
+	}
+	if m.vm, err = m.sys.CreateVM(); err != nil {
+		return nil, err
+	}
+	if err = m.vm.SetupX86(layout.KVMTSSAddr, layout.KVMIdentityMap); err != nil {
+		return nil, err
+	}
+	if m.Mem, err = guestmem.New(ramLayout(cfg.MemBytes)); err != nil {
+		return nil, err
+	}
+	for i, r := range m.Mem.Regions() {
+		if err = m.vm.SetMemory(uint32(i), r.GPA, r.Host); err != nil {
+			return nil, err
+		}
+	}
+	if m.IRQ, err = irq.NewRouter(m.vm); err != nil {
+		return nil, err
+	}
+	m.PIO, m.MMIO = bus.New("pio"), bus.New("mmio")
+	if err = m.addPlatformDevices(); err != nil {
+		return nil, err
+	}
+	rsdp, err := m.writeACPI()
+	if err != nil {
+		return nil, err
+	}
+	m.entry, err = boot.Load(m.Mem, kernel, boot.Params{
+		Cmdline: cfg.Cmdline,
+		Initrd:  cfg.Initrd,
+		E820:    e820Map(m.Mem),
+		RSDP:    rsdp,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err = m.createVCPUs(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *Machine) createVCPUs() error {
+	supported, err := m.sys.SupportedCPUID()
+	if err != nil {
+		return err
+	}
+	for id := 0; id < m.cfg.CPUs; id++ {
+		c, err := m.vm.CreateVCPU(id)
+		if err != nil {
+			return err
+		}
+		m.vcpus = append(m.vcpus, c)
+		if err := c.SetCPUID(cpuidFor(supported, id, m.cfg.CPUs)); err != nil {
+			return err
+		}
+		if err := c.SetupLAPIC(); err != nil {
+			return err
+		}
+	}
+	// Only the boot CPU gets registers; the others wait in the in-kernel
+	// LAPIC for the guest's INIT/SIPI, as on real hardware.
+	return boot.SetupBootCPU(m.vcpus[0].FD(), m.entry)
+}
+
+// VM returns the KVM VM (for devices that register ioeventfds).
+func (m *Machine) VM() *kvm.VM { return m.vm }
+
+// Close releases everything New acquired. Safe on a partial Machine.
+func (m *Machine) Close() error {
+	var errs []error
+	for _, c := range m.vcpus {
+		errs = append(errs, c.Close())
+	}
+	m.vcpus = nil
+	if m.vm != nil {
+		errs = append(errs, m.vm.Close())
+		m.vm = nil
+	}
+	if m.Mem != nil {
+		errs = append(errs, m.Mem.Close())
+		m.Mem = nil
+	}
+	if m.sys != nil {
+		errs = append(errs, m.sys.Close())
+		m.sys = nil
+	}
+	return errors.Join(errs...)
+}
