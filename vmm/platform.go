@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/govmm/govmm/vmm/acpi"
+	"github.com/govmm/govmm/vmm/bus"
 	"github.com/govmm/govmm/vmm/layout"
 	"github.com/govmm/govmm/vmm/legacy"
 	"github.com/govmm/govmm/vmm/pci"
@@ -11,7 +12,7 @@ import (
 
 // serialPort is the console UART as the machine uses it.
 type serialPort interface {
-	Input([]byte)
+	Input([]byte) int
 }
 
 // addPlatformDevices puts the boot-and-stop devices on the port bus: COM1
@@ -24,19 +25,16 @@ func (m *Machine) addPlatformDevices() error {
 	}
 	serial := legacy.NewSerial(m.cfg.Console, line)
 	m.serial = serial
-	i8042Data, i8042Cmd := legacy.NewI8042(func() { m.Stop(Outcome{Kind: Reset, Reason: "i8042 reset"}) })
+	i8042 := legacy.NewI8042(func() { m.Stop(Outcome{Kind: Reset, Reason: "i8042 reset"}) })
 	sleep := legacy.NewACPISleep(func() { m.Stop(Outcome{Kind: PowerOff, Reason: "ACPI S5"}) })
 	for _, d := range []struct {
 		port, size uint64
 		name       string
-		dev        interface {
-			Read(uint64, []byte)
-			Write(uint64, []byte)
-		}
+		dev        bus.Device
 	}{
 		{layout.PortCOM1, 8, "com1", serial},
-		{layout.PortI8042Data, 1, "i8042-data", i8042Data},
-		{layout.PortI8042Cmd, 1, "i8042-cmd", i8042Cmd},
+		{layout.PortI8042Data, 1, "i8042-data", i8042.DataPort()},
+		{layout.PortI8042Cmd, 1, "i8042-cmd", i8042.CommandPort()},
 		{layout.PortACPISleep, 1, "acpi-sleep", sleep},
 	} {
 		if err := m.PIO.Insert(d.port, d.size, d.name, d.dev); err != nil {
@@ -72,5 +70,6 @@ func (m *Machine) writeACPI() (uint64, error) {
 	return t.RSDP, nil
 }
 
-// ConsoleInput feeds bytes to the guest console (COM1 receive).
+// ConsoleInput feeds bytes to the guest console (COM1 receive); bytes
+// beyond the UART's input buffer are dropped, as a real line would.
 func (m *Machine) ConsoleInput(b []byte) { m.serial.Input(b) }

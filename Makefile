@@ -1,0 +1,37 @@
+# govmm: the two entry points for a fresh machine are `make demo` and `make test`.
+SHELL := /bin/bash
+export PATH := $(PATH):/usr/local/go/bin
+GO ?= go
+
+.PHONY: demo test unit e2e build images testhost bench clean lint
+
+## demo: install deps, build images and govmm, boot a guest (natively or in the nested test host) and show its console
+demo:
+	scripts/install-deps
+	$(GO) run ./tests/cmd/govmm-demo
+
+## test: install deps, lint, unit tests with -race, then the end-to-end tests (native or nested)
+test: lint unit e2e
+
+lint:
+	scripts/install-deps
+	@fmt=$$(gofmt -l . | grep -v '^.cache/' || true); if [ -n "$$fmt" ]; then echo "gofmt needed: $$fmt"; exit 1; fi
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /tests)
+
+e2e:
+	$(GO) test -count=1 -timeout 80m -v ./tests/...
+
+build:
+	CGO_ENABLED=0 $(GO) build -o bin/govmm ./cmd/govmm
+
+images:
+	guest-images/build
+
+testhost:
+	guest-images/build-testhost
+
+clean:
+	rm -rf bin

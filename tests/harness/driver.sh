@@ -1,0 +1,28 @@
+#!/bin/sh
+# Scenario driver, run by the nested test host's init as /scenario/run.sh (busybox sh).
+# /scenario/list has one "NAME TIMEOUT_SECS" line per scenario; each runs /scenario/NAME.sh with the
+# harness's environment, in its own session so that a timeout kills everything it started.
+# Markers parsed by the harness: SCENARIO-BEGIN NAME / SCENARIO-TIMEOUT NAME / SCENARIO-END NAME rc=N secs=S
+S=${SCENARIO_DIR:-/scenario} # overridable for the harness unit test
+export GOVMM=$S/govmm KERNEL=/guest/bzImage INITRD=/guest/initramfs.cpio.gz
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+up() { cut -d' ' -f1 /proc/uptime; }
+while read -r name secs; do
+	[ -n "$name" ] || continue
+	WORK=/tmp/work/$name OVERLAY=$S/$name.cpio.gz
+	export WORK OVERLAY
+	mkdir -p "$WORK"
+	echo "SCENARIO-BEGIN $name"
+	t0=$(up)
+	# Not a process-group leader, so busybox setsid execs in place: the group id is $!.
+	(cd "$WORK" && exec setsid sh "$S/$name.sh" </dev/null 2>&1) &
+	pid=$!
+	# The sleep must not hold stdout: an orphaned sleep would keep pipes open after a normal exit.
+	(sleep "$secs" </dev/null >/dev/null 2>&1 && echo "SCENARIO-TIMEOUT $name" && kill -KILL -"$pid") 2>/dev/null &
+	wd=$!
+	wait "$pid"
+	rc=$?
+	kill "$wd" 2>/dev/null
+	kill -KILL -"$pid" 2>/dev/null # leftovers, e.g. a VMM the script put in the background
+	echo "SCENARIO-END $name rc=$rc secs=$(awk -v a="$t0" -v b="$(up)" 'BEGIN{printf "%.2f", b-a}')"
+done <$S/list

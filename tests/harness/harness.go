@@ -1,0 +1,387 @@
+// Package harness runs govmm end-to-end scenarios either natively (this machine's /dev/kvm boots a stock
+// kernel) or inside a nested test host: Debian's kernel under QEMU TCG with -cpu max, where kvm_amd gives
+// a real KVM. The nested mode exists because PVM-backed /dev/kvm cannot boot a stock Linux guest.
+//
+// A Scenario is a POSIX sh host script plus files for the guest; Run executes scenarios in order (in one
+// test-host boot when nested) and returns their console output, exit code, duration and RESULT: values.
+package harness
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Mode says where scenarios run.
+type Mode string
+
+const (
+	Native Mode = "native" // host scripts run on this machine against its /dev/kvm
+	Nested Mode = "nested" // host scripts run inside the QEMU/TCG test host with its own KVM
+)
+
+// Env describes where scenarios run and the artefacts they use (paths on this machine).
+type Env struct {
+	Mode       Mode
+	ModeReason string
+	Repo       string
+	Cache      string // $GOVMM_CACHE, default <repo>/.cache
+	Govmm      string // static govmm binary; empty while cmd/govmm has no Go code
+	Kernel     string // L2 guest bzImage
+	Initrd     string // L2 guest base initramfs
+	// Nested mode only.
+	HostKernel string // L1 bzImage
+	HostBase   string // L1 base initramfs; Run appends a per-run overlay
+}
+
+// Scenario is one end-to-end step.
+type Scenario struct {
+	Name string // [A-Za-z0-9._-]+, unique within a Run
+	// HostScript is a POSIX sh script (busybox sh and bash) run on the host side: natively here, or inside
+	// the nested test host. Environment: GOVMM (binary), KERNEL, INITRD (guest base initramfs), OVERLAY
+	// (cpio.gz with GuestFiles, for a second --initrd), WORK (scratch dir, also the working directory).
+	HostScript string
+	GuestFiles map[string]string // path in guest -> content; scripts ("#!" or *.sh) get mode 0755
+	Timeout    time.Duration     // default 2 minutes
+}
+
+// Result is the outcome of one Scenario.
+type Result struct {
+	Name     string
+	Output   string // host script output (stdout+stderr, including the guest console if the script shows it)
+	ExitCode int    // host script exit status; -1 if it never finished
+	Duration time.Duration
+	TimedOut bool
+	Values   map[string]string // "RESULT: key value..." lines: key -> rest of line
+}
+
+const defaultTimeout = 2 * time.Minute
+
+var (
+	setupMu  sync.Mutex
+	setupEnv *Env
+	setupErr error
+	setupLog []string
+)
+
+// Setup builds (cached) the static govmm binary and guest images, decides the mode and, when nested, builds
+// the test host. The work is done once per test binary; later calls return the same Env. It skips the test
+// when neither mode is possible (no usable /dev/kvm and no qemu-system-x86_64), and fails instead under CI=true.
+func Setup(t testing.TB) *Env {
+	t.Helper()
+	setupMu.Lock()
+	defer setupMu.Unlock()
+	if setupEnv == nil && setupErr == nil {
+		start := time.Now()
+		setupEnv, setupErr = setup(t)
+		if setupErr == nil {
+			t.Logf("harness: setup done in %s: mode %s (%s)", time.Since(start).Round(time.Millisecond),
+				setupEnv.Mode, setupEnv.ModeReason)
+		}
+	}
+	var skip *skipError
+	switch {
+	case errors.As(setupErr, &skip) && os.Getenv("CI") != "true":
+		t.Skipf("harness: %v", setupErr)
+	case setupErr != nil:
+		t.Fatalf("harness: %v", setupErr)
+	}
+	return setupEnv
+}
+
+type skipError struct{ reason string }
+
+func (e *skipError) Error() string { return e.reason }
+
+func setup(t testing.TB) (*Env, error) {
+	repo, err := repoRoot()
+	if err != nil {
+		return nil, err
+	}
+	env := &Env{Repo: repo, Cache: os.Getenv("GOVMM_CACHE")}
+	if env.Cache == "" {
+		env.Cache = filepath.Join(repo, ".cache")
+	}
+	env.Kernel = filepath.Join(env.Cache, "guest", "bzImage")
+	env.Initrd = filepath.Join(env.Cache, "guest", "initramfs.cpio.gz")
+
+	kvmErr := openKVM()
+	_, qemuErr := exec.LookPath("qemu-system-x86_64")
+	forced := Mode(os.Getenv("GOVMM_E2E_MODE"))
+	switch {
+	case forced != "" && forced != Native && forced != Nested:
+		return nil, fmt.Errorf("GOVMM_E2E_MODE=%q: want native or nested", forced)
+	case kvmErr != nil && qemuErr != nil:
+		return nil, &skipError{fmt.Sprintf("no end-to-end mode possible: %v; qemu-system-x86_64: %v", kvmErr, qemuErr)}
+	}
+
+	if err := buildGovmm(t, env); err != nil {
+		return nil, err
+	}
+	if err := runLogged(t, "guest-images", 10*time.Minute, filepath.Join(repo, "guest-images", "build")); err != nil {
+		return nil, fmt.Errorf("guest-images/build: %w", err)
+	}
+
+	env.Mode, env.ModeReason = decideMode(t, env, forced, kvmErr)
+	t.Logf("harness: mode %s: %s", env.Mode, env.ModeReason)
+	if env.Mode == Nested {
+		if qemuErr != nil {
+			return nil, fmt.Errorf("nested mode needs qemu-system-x86_64: %w", qemuErr)
+		}
+		if err := runLogged(t, "testhost", 15*time.Minute, filepath.Join(repo, "guest-images", "build-testhost")); err != nil {
+			return nil, fmt.Errorf("guest-images/build-testhost: %w", err)
+		}
+		env.HostKernel = filepath.Join(env.Cache, "testhost", "bzImage")
+		env.HostBase = filepath.Join(env.Cache, "testhost", "base.cpio.gz")
+	}
+	return env, nil
+}
+
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("getwd: %w", err)
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "guest-images", "build")); err == nil {
+			return d, nil
+		}
+		if d == filepath.Dir(d) {
+			return "", fmt.Errorf("no repository root (with guest-images/build) above %s", dir)
+		}
+	}
+}
+
+func openKVM() error {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("open /dev/kvm: %w", err)
+	}
+	return f.Close()
+}
+
+// buildGovmm builds a static binary: the nested test host's initramfs has no libc. GOVMM_BIN names a
+// prebuilt binary to use instead (a release build, or to run harness tests while cmd/govmm does not build).
+func buildGovmm(t testing.TB, env *Env) error {
+	if bin := os.Getenv("GOVMM_BIN"); bin != "" {
+		if _, err := os.Stat(bin); err != nil {
+			return fmt.Errorf("GOVMM_BIN: %w", err)
+		}
+		env.Govmm, _ = filepath.Abs(bin)
+		t.Logf("harness: using GOVMM_BIN=%s", env.Govmm)
+		return nil
+	}
+	srcs, _ := filepath.Glob(filepath.Join(env.Repo, "cmd", "govmm", "*.go"))
+	if len(srcs) == 0 {
+		t.Logf("harness: cmd/govmm has no Go files yet; GOVMM is unset")
+		return nil
+	}
+	bin := filepath.Join(env.Cache, "bin", "govmm")
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		return fmt.Errorf("mkdir: %w", err)
+	}
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/govmm")
+	cmd.Dir = env.Repo
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./cmd/govmm: %w\n%s", err, out)
+	}
+	env.Govmm = bin
+	return nil
+}
+
+// decideMode picks native only when this machine's KVM demonstrably boots a stock kernel: PVM's /dev/kvm
+// opens fine but hangs such guests, so "/dev/kvm exists" is not enough.
+func decideMode(t testing.TB, env *Env, forced Mode, kvmErr error) (Mode, string) {
+	switch {
+	case forced != "":
+		return forced, "GOVMM_E2E_MODE=" + string(forced)
+	case kvmErr != nil:
+		return Nested, kvmErr.Error()
+	}
+	if _, err := os.Stat("/sys/module/kvm_pvm"); err == nil {
+		return Nested, "/dev/kvm is PVM (kvm_pvm loaded), which cannot boot a stock kernel"
+	}
+	if env.Govmm == "" {
+		return Native, "/dev/kvm opens and is not PVM (no govmm binary to probe with)"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, env.Govmm, "run", "--kernel", env.Kernel, "--initrd", env.Initrd,
+		"--cmdline", "console=ttyS0 earlyprintk=serial,ttyS0,115200 govmm.end=poweroff")
+	killGroupOnCancel(cmd)
+	out, _ := cmd.CombinedOutput()
+	if strings.Contains(string(out), "Linux version") {
+		return Native, "probe guest printed \"Linux version\" under this /dev/kvm"
+	}
+	return Nested, "probe guest printed no \"Linux version\" within 5s under this /dev/kvm"
+}
+
+// killGroupOnCancel runs cmd in its own process group and kills the whole group when its context ends, so
+// children a script started (a VMM in the background) do not outlive a timeout.
+func killGroupOnCancel(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+}
+
+// runLogged runs a build script, streaming its output to the test log.
+func runLogged(t testing.TB, prefix string, timeout time.Duration, name string, args ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	killGroupOnCancel(cmd)
+	lw := &lineLogger{logf: func(s string) { t.Logf("%s| %s", prefix, s) }}
+	cmd.Stdout, cmd.Stderr = lw, lw
+	err := cmd.Run()
+	lw.Flush()
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("timed out after %s: %w", timeout, err)
+		}
+		return fmt.Errorf("%w: %s", err, strings.Join(lw.tail, "\n"))
+	}
+	return nil
+}
+
+// lineLogger is an io.Writer that hands complete lines to logf and keeps the last few for error messages.
+type lineLogger struct {
+	mu   sync.Mutex
+	logf func(string)
+	part []byte
+	tail []string
+}
+
+func (l *lineLogger) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.part = append(l.part, p...)
+	for {
+		i := strings.IndexByte(string(l.part), '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		l.emit(string(l.part[:i]))
+		l.part = l.part[i+1:]
+	}
+}
+
+func (l *lineLogger) emit(s string) {
+	s = cleanLine(s)
+	l.logf(s)
+	if l.tail = append(l.tail, s); len(l.tail) > 20 {
+		l.tail = l.tail[1:]
+	}
+}
+
+// Flush logs a final unterminated line.
+func (l *lineLogger) Flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.part) > 0 {
+		l.emit(string(l.part))
+		l.part = nil
+	}
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+
+// Run runs the scenarios in order and returns one Result per scenario, in the same order. In nested mode all
+// of them share one test-host boot. Infrastructure failures (a hung test host, QEMU failing) fail the test;
+// a scenario's own exit code and timeout are left to the caller to assert.
+func (e *Env) Run(t testing.TB, scenarios ...Scenario) []Result {
+	t.Helper()
+	seen := map[string]bool{}
+	for i := range scenarios {
+		s := &scenarios[i]
+		if !nameRE.MatchString(s.Name) || seen[s.Name] {
+			t.Fatalf("harness: scenario name %q must match %s and be unique", s.Name, nameRE)
+		}
+		seen[s.Name] = true
+		if s.Timeout <= 0 {
+			s.Timeout = defaultTimeout
+		}
+	}
+	var results []Result
+	if e.Mode == Nested {
+		results = e.runNested(t, scenarios)
+	} else {
+		results = e.runNative(t, scenarios)
+	}
+	for _, r := range results {
+		t.Logf("harness: scenario %s: rc=%d timedOut=%v in %s", r.Name, r.ExitCode, r.TimedOut,
+			r.Duration.Round(10*time.Millisecond))
+	}
+	return results
+}
+
+func (e *Env) runNative(t testing.TB, scenarios []Scenario) []Result {
+	results := make([]Result, 0, len(scenarios))
+	for _, s := range scenarios {
+		work := filepath.Join(t.TempDir(), s.Name)
+		if err := os.MkdirAll(work, 0o755); err != nil {
+			t.Fatalf("harness: %v", err)
+		}
+		overlay := filepath.Join(work, "overlay.cpio.gz")
+		if err := WriteCPIOGz(overlay, guestFiles(s.GuestFiles)); err != nil {
+			t.Fatalf("harness: scenario %s: %v", s.Name, err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.Timeout)
+		cmd := exec.CommandContext(ctx, "sh", "-c", s.HostScript)
+		killGroupOnCancel(cmd)
+		cmd.Dir = work
+		cmd.Env = append(os.Environ(), "GOVMM="+e.Govmm, "KERNEL="+e.Kernel, "INITRD="+e.Initrd,
+			"OVERLAY="+overlay, "WORK="+work)
+		var out strings.Builder
+		lw := &lineLogger{logf: func(l string) {
+			t.Logf("%s| %s", s.Name, l)
+			out.WriteString(l + "\n")
+		}}
+		cmd.Stdout, cmd.Stderr = lw, lw
+		t.Logf("harness: scenario %s: start (native, timeout %s)", s.Name, s.Timeout)
+		start := time.Now()
+		err := cmd.Run()
+		lw.Flush()
+		r := Result{Name: s.Name, Duration: time.Since(start), TimedOut: ctx.Err() != nil}
+		cancel()
+		var exitErr *exec.ExitError
+		switch {
+		case err == nil:
+		case errors.As(err, &exitErr) && !r.TimedOut:
+			r.ExitCode = exitErr.ExitCode()
+		default:
+			r.ExitCode = -1
+			if !r.TimedOut {
+				t.Errorf("harness: scenario %s: %v", s.Name, err)
+			}
+		}
+		r.Output = strings.TrimSuffix(out.String(), "\n")
+		r.Values = ParseValues(r.Output)
+		results = append(results, r)
+	}
+	return results
+}
+
+// copyFile appends src to w.
+func copyFile(w io.Writer, src string) error {
+	f, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("open: %w", err)
+	}
+	defer f.Close()
+	if _, err := io.Copy(w, bufio.NewReader(f)); err != nil {
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	return nil
+}

@@ -1,0 +1,186 @@
+package harness
+
+import (
+	"bytes"
+	"compress/gzip"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestCPIOHeaderFormat(t *testing.T) {
+	var buf bytes.Buffer
+	w := NewCPIOWriter(&buf)
+	require.NoError(t, w.WriteFile("/a", 0o755, []byte("xyz")))
+	require.NoError(t, w.Close())
+	b := buf.Bytes()
+
+	// Header (110 bytes) + "a\0" padded to 112, 3 data bytes padded to 4.
+	require.Equal(t, "070701", string(b[:6]))
+	assert.Equal(t, "000081ED", string(b[14:22]), "mode: regular file 0755")
+	assert.Equal(t, "00000003", string(b[54:62]), "filesize")
+	assert.Equal(t, "00000002", string(b[94:102]), "namesize includes the NUL")
+	assert.Equal(t, "a\x00", string(b[110:112]))
+	assert.Equal(t, "xyz\x00", string(b[112:116]))
+	assert.Equal(t, "070701", string(b[116:122]), "trailer follows, 4-byte aligned")
+	assert.Contains(t, string(b[116:]), "TRAILER!!!\x00")
+	assert.Zero(t, len(b)%4)
+}
+
+// TestCPIORoundTrip extracts an archive with the system cpio, which is what the kernel format follows.
+func TestCPIORoundTrip(t *testing.T) {
+	if _, err := exec.LookPath("cpio"); err != nil {
+		t.Skip("no cpio on this machine")
+	}
+	dir := t.TempDir()
+	archive := filepath.Join(dir, "x.cpio.gz")
+	big := bytes.Repeat([]byte("0123456789"), 10007) // not a multiple of 4
+	require.NoError(t, WriteCPIOGz(archive, []File{
+		{Path: "/usr/bin/tool", Mode: 0o755, Data: []byte("#!/bin/sh\necho hi\n")},
+		{Path: "etc/conf", Mode: 0o644, Data: []byte("k=v")},
+		{Path: "/usr/share/big", Mode: 0o600, Data: big},
+		{Path: "/empty", Mode: 0o644},
+	}))
+
+	f, err := os.Open(archive)
+	require.NoError(t, err)
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	require.NoError(t, err)
+	raw, err := io.ReadAll(zr)
+	require.NoError(t, err)
+
+	list := exec.Command("cpio", "-t", "--quiet")
+	list.Stdin = bytes.NewReader(raw)
+	out, err := list.Output()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"empty", "etc", "etc/conf", "usr", "usr/bin", "usr/bin/tool", "usr/share", "usr/share/big"},
+		strings.Fields(string(out)), "parents precede their files, in sorted order")
+
+	dst := filepath.Join(dir, "out")
+	require.NoError(t, os.Mkdir(dst, 0o755))
+	extract := exec.Command("cpio", "-i", "--quiet", "--no-absolute-filenames")
+	extract.Dir, extract.Stdin = dst, bytes.NewReader(raw)
+	require.NoError(t, extract.Run())
+
+	got, err := os.ReadFile(filepath.Join(dst, "usr/share/big"))
+	require.NoError(t, err)
+	assert.Equal(t, big, got)
+	st, err := os.Stat(filepath.Join(dst, "usr/bin/tool"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o755), st.Mode().Perm())
+	st, err = os.Stat(filepath.Join(dst, "empty"))
+	require.NoError(t, err)
+	assert.Zero(t, st.Size())
+}
+
+func TestGuestFilesModes(t *testing.T) {
+	files := guestFiles(map[string]string{"/run.sh": "echo", "/bin/x": "#!/bin/sh\n", "/etc/data": "1"})
+	modes := map[string]os.FileMode{}
+	for _, f := range files {
+		modes[f.Path] = f.Mode
+	}
+	assert.Equal(t, map[string]os.FileMode{"/run.sh": 0o755, "/bin/x": 0o755, "/etc/data": 0o644}, modes)
+}
+
+func TestParseValues(t *testing.T) {
+	out := "noise\nRESULT: rx 1234 Mbit/s\r\nL1[x] RESULT: tx  99 \nRESULT:\nRESULT: rx 5\nRESULT: flag\n"
+	assert.Equal(t, map[string]string{"rx": "5", "tx": "99", "flag": ""}, ParseValues(out))
+}
+
+func TestSplitScenarios(t *testing.T) {
+	out := strings.Join([]string{
+		"TESTHOST: ready 4.2",
+		"SCENARIO-BEGIN a",
+		"line 1\r",
+		"RESULT: k v",
+		"SCENARIO-END a rc=0 secs=1.50",
+		"between",
+		"SCENARIO-BEGIN b",
+		"no newline at the endSCENARIO-END b rc=3 secs=0.10",
+		"SCENARIO-BEGIN c",
+		"SCENARIO-TIMEOUT c",
+		"SCENARIO-END c rc=137 secs=10.00",
+		"SCENARIO-BEGIN d",
+		"started, then the host hung",
+	}, "\n")
+	segs := splitScenarios(out)
+	require.Len(t, segs, 4)
+
+	assert.Equal(t, &segment{Output: "line 1\nRESULT: k v", RC: 0, Secs: 1.5, Ended: true}, segs["a"])
+	assert.Equal(t, &segment{Output: "no newline at the end", RC: 3, Secs: 0.1, Ended: true}, segs["b"])
+	assert.True(t, segs["c"].TimedOut)
+	assert.Equal(t, 137, segs["c"].RC)
+	assert.False(t, segs["d"].Ended)
+	assert.Contains(t, segs["d"].Output, "host hung")
+}
+
+func TestCleanLine(t *testing.T) {
+	assert.Equal(t, "SeaBIOS", cleanLine("\x1bc\x1b[?7l\x1b[2JSeaBIOS\r"))
+}
+
+func TestLineLogger(t *testing.T) {
+	var got []string
+	l := &lineLogger{logf: func(s string) { got = append(got, s) }}
+	_, _ = l.Write([]byte("a\nb"))
+	_, _ = l.Write([]byte("c\r\nd"))
+	l.Flush()
+	assert.Equal(t, []string{"a", "bc", "d"}, got)
+}
+
+// TestDriver runs driver.sh under busybox sh, as the test host does: markers, exit codes, the environment,
+// and a timeout that must also kill what the scenario left in the background.
+func TestDriver(t *testing.T) {
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Skip("no busybox on this machine")
+	}
+	dir := t.TempDir()
+	write := func(name, content string) {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o755))
+	}
+	write("run.sh", string(driverScript))
+	write("list", "ok 5\nslow 1\n")
+	write("ok.sh", `echo "RESULT: govmm $GOVMM"; echo "RESULT: work $WORK"; exit 4`)
+	pidFile := filepath.Join(dir, "bg.pid")
+	write("slow.sh", "sleep 30 & echo $! >"+pidFile+"\nsleep 30\n")
+
+	cmd := exec.Command(bb, "sh", filepath.Join(dir, "run.sh"))
+	cmd.Env = append(os.Environ(), "SCENARIO_DIR="+dir)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(out))
+	assert.Less(t, time.Since(start), 10*time.Second, "the watchdog must end the slow scenario")
+
+	segs := splitScenarios(string(out))
+	require.Contains(t, segs, "ok", string(out))
+	require.Contains(t, segs, "slow", string(out))
+	assert.Equal(t, 4, segs["ok"].RC)
+	assert.Equal(t, filepath.Join(dir, "govmm"), ParseValues(segs["ok"].Output)["govmm"])
+	assert.Equal(t, "/tmp/work/ok", ParseValues(segs["ok"].Output)["work"])
+	assert.True(t, segs["slow"].TimedOut, string(out))
+	assert.NotEqual(t, 0, segs["slow"].RC)
+
+	pid, err := os.ReadFile(pidFile)
+	require.NoError(t, err)
+	assert.Eventually(t, func() bool { return !alive(strings.TrimSpace(string(pid))) }, 2*time.Second,
+		50*time.Millisecond, "background child of a timed-out scenario must be killed")
+}
+
+// alive reports whether pid runs; a zombie counts as dead since its reaper (init or a subreaper) may be slow.
+func alive(pid string) bool {
+	stat, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(stat)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(fields) > 0 && fields[0] != "Z"
+}

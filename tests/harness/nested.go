@@ -1,0 +1,191 @@
+package harness
+
+import (
+	"bufio"
+	"context"
+	_ "embed"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+//go:embed driver.sh
+var driverScript []byte
+
+// hostBootSlack covers the test host's boot, power-off and slow starts on a loaded machine; it is added to
+// the scenarios' own timeouts for the outer QEMU timeout.
+const hostBootSlack = 120 * time.Second
+
+// TestHostQEMUArgs is the test host's machine: TCG with -cpu max exposes AMD SVM, so kvm_amd loads inside.
+var TestHostQEMUArgs = []string{
+	"-accel", "tcg,thread=multi", "-cpu", "max", "-m", "3072", "-smp", "2",
+	"-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
+}
+
+func (e *Env) runNested(t testing.TB, scenarios []Scenario) []Result {
+	t.Helper()
+	dir := t.TempDir()
+	initrd := filepath.Join(dir, "initrd.img")
+	if err := e.nestedInitrd(dir, initrd, scenarios); err != nil {
+		t.Fatalf("harness: %v", err)
+	}
+
+	timeout := hostBootSlack
+	for _, s := range scenarios {
+		timeout += s.Timeout
+	}
+	logPath := filepath.Join(e.Cache, "logs", sanitize(t.Name())+".log")
+	output, hung, err := e.bootTestHost(t, initrd, timeout, logPath)
+	if err != nil {
+		t.Errorf("harness: test host: %v (serial log: %s)", err, logPath)
+	}
+	if hung != "" {
+		t.Errorf("harness: test host killed after %s while running scenario %q (serial log: %s)", timeout, hung, logPath)
+	}
+	if !strings.Contains(output, "TESTHOST: kvm yes") {
+		t.Logf("harness: warning: test host reported no /dev/kvm")
+	}
+
+	segs := splitScenarios(output)
+	results := make([]Result, 0, len(scenarios))
+	for _, s := range scenarios {
+		r := Result{Name: s.Name, ExitCode: -1}
+		seg := segs[s.Name]
+		switch {
+		case seg == nil:
+			t.Errorf("harness: scenario %s never started in the test host (serial log: %s)", s.Name, logPath)
+		case !seg.Ended:
+			r.TimedOut = true
+			r.Output = seg.Output
+		default:
+			r.Output, r.ExitCode, r.TimedOut = seg.Output, seg.RC, seg.TimedOut
+			r.Duration = time.Duration(seg.Secs * float64(time.Second))
+		}
+		r.Values = ParseValues(r.Output)
+		results = append(results, r)
+	}
+	return results
+}
+
+// nestedInitrd writes base.cpio.gz followed by an overlay with the driver, govmm and the scenarios: QEMU
+// takes a single -initrd, and the kernel unpacks concatenated archives in order.
+func (e *Env) nestedInitrd(dir, dst string, scenarios []Scenario) error {
+	files := []File{{Path: "scenario/run.sh", Mode: 0o755, Data: driverScript}}
+	if e.Govmm != "" {
+		bin, err := os.ReadFile(e.Govmm)
+		if err != nil {
+			return fmt.Errorf("read govmm: %w", err)
+		}
+		files = append(files, File{Path: "scenario/govmm", Mode: 0o755, Data: bin})
+	}
+	var list strings.Builder
+	for _, s := range scenarios {
+		fmt.Fprintf(&list, "%s %d\n", s.Name, int(math.Ceil(s.Timeout.Seconds())))
+		guest := filepath.Join(dir, s.Name+".cpio.gz")
+		if err := WriteCPIOGz(guest, guestFiles(s.GuestFiles)); err != nil {
+			return fmt.Errorf("scenario %s guest overlay: %w", s.Name, err)
+		}
+		data, err := os.ReadFile(guest)
+		if err != nil {
+			return fmt.Errorf("scenario %s: %w", s.Name, err)
+		}
+		files = append(files,
+			File{Path: "scenario/" + s.Name + ".sh", Mode: 0o755, Data: []byte(s.HostScript)},
+			File{Path: "scenario/" + s.Name + ".cpio.gz", Mode: 0o644, Data: data})
+	}
+	files = append(files, File{Path: "scenario/list", Mode: 0o644, Data: []byte(list.String())})
+	overlay := filepath.Join(dir, "overlay.cpio.gz")
+	if err := WriteCPIOGz(overlay, files); err != nil {
+		return fmt.Errorf("test host overlay: %w", err)
+	}
+
+	f, err := os.Create(dst)
+	if err != nil {
+		return fmt.Errorf("create initrd: %w", err)
+	}
+	for _, src := range []string{e.HostBase, overlay} {
+		if err := copyFile(f, src); err != nil {
+			f.Close()
+			return fmt.Errorf("initrd: %w", err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close initrd: %w", err)
+	}
+	return nil
+}
+
+// bootTestHost boots the test host until it powers off, streaming its console to the test log and to
+// logPath. On timeout it returns the scenario that was running (hung), if any.
+func (e *Env) bootTestHost(t testing.TB, initrd string, timeout time.Duration, logPath string) (output, hung string, err error) {
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+		return "", "", fmt.Errorf("log dir: %w", err)
+	}
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return "", "", fmt.Errorf("create log: %w", err)
+	}
+	defer logFile.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	args := append(append([]string{}, TestHostQEMUArgs...),
+		"-kernel", e.HostKernel, "-initrd", initrd, "-append", "console=ttyS0 panic=-1 quiet")
+	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
+	killGroupOnCancel(cmd)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", "", fmt.Errorf("stdout pipe: %w", err)
+	}
+	cmd.Stderr = cmd.Stdout // after StdoutPipe: QEMU's own errors join the console stream
+	t.Logf("harness: booting test host (timeout %s, serial log %s)", timeout, logPath)
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return "", "", fmt.Errorf("start qemu: %w", err)
+	}
+
+	var out strings.Builder
+	current := ""
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		line := cleanLine(sc.Text())
+		out.WriteString(line + "\n")
+		fmt.Fprintf(logFile, "%8.2f %s\n", time.Since(start).Seconds(), line)
+		t.Logf("L1 %6.1fs| %s", time.Since(start).Seconds(), line)
+		if m := beginRE.FindStringSubmatch(line); m != nil {
+			current = m[1]
+		} else if endRE.MatchString(line) {
+			current = ""
+		}
+	}
+	waitErr := cmd.Wait()
+	t.Logf("harness: test host exited after %s", time.Since(start).Round(10*time.Millisecond))
+	if ctx.Err() != nil {
+		if current == "" {
+			current = "(none: boot or power-off)"
+		}
+		return out.String(), current, nil
+	}
+	if waitErr != nil {
+		return out.String(), "", fmt.Errorf("qemu: %w", waitErr)
+	}
+	if !strings.Contains(out.String(), "TESTHOST: done") {
+		return out.String(), "", fmt.Errorf("test host exited without finishing the scenarios")
+	}
+	return out.String(), "", nil
+}
+
+func sanitize(name string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == ' ' {
+			return '_'
+		}
+		return r
+	}, name)
+}
