@@ -38,7 +38,15 @@ func main() {
 		os.Exit(2)
 	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cli.LogLevel})))
-	if err := ctx.Run(); err != nil {
+	// Dispatch by hand: kong's ctx.Run prefixes errors with the Go method
+	// name, and users should see one plain line.
+	switch ctx.Command() {
+	case "run":
+		err = cli.Run.Run()
+	default:
+		err = usageError{fmt.Errorf("unknown command %q", ctx.Command())}
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "govmm:", err)
 		var ue usageError
 		if errors.As(err, &ue) {

@@ -170,7 +170,12 @@ func TestDSDT(t *testing.T) {
 
 	dsdt := tables(t, build(t, 2, nil))["DSDT"]
 	require.Equal(t, byte(2), dsdt[8])
-	require.Equal(t, s5, dsdt[headerLen:], "without PCI the DSDT is exactly \\_S5")
+	require.Equal(t, s5, dsdt[headerLen:headerLen+len(s5)], "the DSDT starts with \\_S5")
+	// COM1 (PNP0501) with I/O 0x3F8/8 and GSI 4, edge, active-high.
+	com1CRS := []byte{0x47, 0x01, 0xF8, 0x03, 0xF8, 0x03, 0x01, 0x08, 0x89, 0x06, 0x00, 0x03, 0x01, 0x04, 0x00, 0x00, 0x00, 0x79, 0x00}
+	require.True(t, bytes.Contains(dsdt, []byte("COM1")))
+	require.True(t, bytes.Contains(dsdt, []byte{0x41, 0xD0, 0x05, 0x01}), "EISA id PNP0501")
+	require.True(t, bytes.Contains(dsdt, com1CRS), "COM1 _CRS")
 
 	dsdt = tables(t, build(t, 2, testPCI()))["DSDT"]
 	require.Equal(t, s5, dsdt[headerLen:headerLen+len(s5)])

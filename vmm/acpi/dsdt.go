@@ -12,15 +12,43 @@ func buildDSDT(pci *PCIConfig) ([]byte, error) {
 	// Name(\_S5, Package(){SLP_TYPa, SLP_TYPb, 0, 0}) (§7.4.2): OSPM writes
 	// SLP_TYPa into the sleep control register's SLP_TYP field.
 	aml := e.name(`\_S5`, e.pkgOf(integer(layout.ACPIS5SlpTyp), integer(0), integer(0), integer(0)))
+	sb := [][]byte{com1(&e)}
 	if pci != nil {
-		aml = append(aml, e.scope(`\_SB`, pciHostBridge(&e, pci))...)
+		sb = append(sb, pciHostBridge(&e, pci))
 	}
+	aml = append(aml, e.scope(`\_SB`, sb...)...)
 	if e.err != nil {
 		return nil, e.err
 	}
 	b := newSDT("DSDT", dsdtRevision, "GOVMMDSD", headerLen+len(aml))
 	copy(b[headerLen:], aml)
 	return finishSDT(b), nil
+}
+
+// com1 declares the console UART (PNP0501) with its ports and IRQ. In
+// HW-reduced mode Linux has no legacy PIC, so ISA IRQs are not
+// pre-allocated: without this device the 8250 driver's request_irq(4)
+// fails, the console tty gets an I/O error and user-space output is lost.
+// Declaring it lets 8250_pnp map GSI 4 through the IOAPIC.
+func com1(e *amlEncoder) []byte {
+	crs := append(ioPort(layout.PortCOM1, 8), extendedIRQ(layout.SerialIRQ, irqConsumer|irqEdge)...)
+	crs = append(crs, endTag...)
+	return e.device("COM1",
+		e.name("_HID", e.eisaID("PNP0501")),
+		e.name("_UID", integer(0)),
+		e.name("_CRS", e.buffer(crs)),
+	)
+}
+
+// Extended Interrupt Descriptor flags (§6.4.3.6).
+const (
+	irqConsumer = 1 << 0
+	irqEdge     = 1 << 1 // active-high unless bit 2 is set
+)
+
+// extendedIRQ is an Extended Interrupt Descriptor for one GSI (§6.4.3.6).
+func extendedIRQ(gsi uint32, flags byte) []byte {
+	return le.AppendUint32([]byte{0x89, 6, 0, flags, 1}, gsi)
 }
 
 // pciHostBridge describes PCI segment 0, bus 0, as a PNP0A03 root bridge

@@ -113,3 +113,16 @@ func TestLoadErrors(t *testing.T) {
 	_, err = Load(mem, k, Params{Initrd: make([]byte, 40<<20)})
 	require.ErrorContains(t, err, "initrd")
 }
+
+func TestResetVectorStub(t *testing.T) {
+	k, err := ParseBzImage(fakeBzImage())
+	require.NoError(t, err)
+	mem, err := guestmem.New([]guestmem.Layout{{GPA: 0, Size: 128 << 20}})
+	require.NoError(t, err)
+	defer mem.Close()
+	_, err = Load(mem, k, Params{})
+	require.NoError(t, err)
+	b, err := mem.Slice(0xFFFF0, 4)
+	require.NoError(t, err)
+	require.Equal(t, []byte{0xB0, 0xFE, 0xE6, 0x64}, b, "mov al, 0xFE; out 0x64, al")
+}

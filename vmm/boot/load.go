@@ -101,6 +101,9 @@ func Load(mem *guestmem.Memory, k *Kernel, p Params) (Entry, error) {
 	if err := writeGDT(mem); err != nil {
 		return Entry{}, err
 	}
+	if err := mem.WriteAt(resetVectorStub, layout.ResetVector); err != nil {
+		return Entry{}, fmt.Errorf("reset vector: %w", err)
+	}
 	return Entry{RIP: layout.KernelLoadAdr + startup64Off, ZeroPage: layout.ZeroPageAddr}, nil
 }
 
@@ -166,6 +169,15 @@ var bootGDT = []uint64{
 	0x00AF9B000000FFFF, // 0x10: 64-bit code, present, DPL0, accessed
 	0x00CF93000000FFFF, // 0x18: data, present, writable, accessed
 }
+
+// resetVectorStub sits at the x86 reset vector (F000:FFF0), where a PC's
+// firmware starts. Linux jumps there as its last reboot resort
+// (machine_real_restart) and, on a HW-reduced ACPI machine without EFI,
+// that is the path `reboot` takes (reboot_type becomes BOOT_EFI, then
+// BOOT_BIOS). Firmware would reset the machine; the stub does the same the
+// way the kernel's own BOOT_KBD path does: pulse the reset line through the
+// i8042 (mov al, 0xFE; out 0x64, al), then halt.
+var resetVectorStub = []byte{0xB0, 0xFE, 0xE6, 0x64, 0xF4, 0xEB, 0xFD}
 
 func writeGDT(mem *guestmem.Memory) error {
 	for i, d := range bootGDT {

@@ -181,21 +181,30 @@ const (
 	lapicLVT1        = 0x360
 	lapicDeliveryExt = 7 << 8
 	lapicDeliveryNMI = 4 << 8
+	lapicMasked      = 1 << 16
 )
 
-// SetupLAPIC programs LINT0 as ExtINT and LINT1 as NMI, the wiring a PC
-// BIOS leaves for the OS (the 8259 on LINT0, NMI on LINT1).
+// SetupLAPIC wires LINT0 as a *masked* ExtINT and LINT1 as NMI.
+//
+// A PC BIOS leaves LINT0 as an unmasked ExtINT (virtual-wire mode) and Linux
+// keeps it that way on CPU 0 when it finds it so. govmm has no firmware to
+// program the 8259s and presents a HW-reduced ACPI platform, so Linux never
+// initialises them either: KVM's PIC stays in its reset state (all inputs
+// unmasked, vector base 0). With LINT0 open, every edge on a legacy GSI
+// (the UART's IRQ 4, the PIT's IRQ 0) would be injected as vector 0-15,
+// i.e. as a CPU exception. Masking LINT0 closes that path; interrupts reach
+// the guest through the IOAPIC and MSI only.
 func (c *VCPU) SetupLAPIC() error {
 	var st gokvm.LAPICState
 	if err := gokvm.GetLocalAPIC(c.FD(), &st); err != nil {
 		return fmt.Errorf("KVM_GET_LAPIC: %w", err)
 	}
 	for _, r := range []struct {
-		off  int
-		mode uint32
-	}{{lapicLVT0, lapicDeliveryExt}, {lapicLVT1, lapicDeliveryNMI}} {
+		off int
+		val uint32
+	}{{lapicLVT0, lapicDeliveryExt | lapicMasked}, {lapicLVT1, lapicDeliveryNMI}} {
 		v := binary.LittleEndian.Uint32(st.Regs[r.off:])
-		binary.LittleEndian.PutUint32(st.Regs[r.off:], v&^0x700|r.mode)
+		binary.LittleEndian.PutUint32(st.Regs[r.off:], v&^(0x700|lapicMasked)|r.val)
 	}
 	if err := gokvm.SetLocalAPIC(c.FD(), &st); err != nil {
 		return fmt.Errorf("KVM_SET_LAPIC: %w", err)

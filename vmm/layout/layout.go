@@ -15,6 +15,7 @@ const (
 	CmdlineAddr   = 0x20000 // kernel command line
 	CmdlineMax    = 0x10000 // bytes reserved for it
 	EBDAStart     = 0x9FC00 // extended BIOS data area: reserved in e820 up to 1 MiB
+	ResetVector   = 0xFFFF0 // real-mode reset vector F000:FFF0: holds a stub that resets via the i8042
 	ACPIStart     = 0xE0000 // RSDP (found by the kernel's scan of 0xE0000-0xFFFFF) and the tables after it
 	ACPIEnd       = 0x100000
 	HighMemStart  = 0x100000 // 1 MiB: protected-mode kernel is loaded here
