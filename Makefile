@@ -8,7 +8,7 @@ GO ?= go
 ## demo: install deps, build images and govmm, boot a guest (natively or in the nested test host) and show its console
 demo:
 	scripts/install-deps
-	$(GO) run ./tests/cmd/govmm-demo
+	$(GO) run ./cmd/govmm-demo
 
 ## test: install deps, lint, unit tests with -race, then the end-to-end tests (native or nested)
 test: lint unit e2e
@@ -19,7 +19,7 @@ lint:
 	$(GO) vet ./...
 
 unit:
-	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /tests)
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v "/tests$$")
 
 e2e:
 	$(GO) test -count=1 -timeout 80m -v ./tests/...

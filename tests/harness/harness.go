@@ -19,7 +19,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -75,10 +74,23 @@ var (
 	setupLog []string
 )
 
+// T is the part of testing.TB the harness uses. *testing.T satisfies it;
+// cmd/govmm-demo supplies its own so the demo runs the same scenarios
+// outside `go test`.
+type T interface {
+	Helper()
+	Logf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Skipf(format string, args ...any)
+	Name() string
+	TempDir() string
+}
+
 // Setup builds (cached) the static govmm binary and guest images, decides the mode and, when nested, builds
 // the test host. The work is done once per test binary; later calls return the same Env. It skips the test
 // when neither mode is possible (no usable /dev/kvm and no qemu-system-x86_64), and fails instead under CI=true.
-func Setup(t testing.TB) *Env {
+func Setup(t T) *Env {
 	t.Helper()
 	setupMu.Lock()
 	defer setupMu.Unlock()
@@ -104,7 +116,7 @@ type skipError struct{ reason string }
 
 func (e *skipError) Error() string { return e.reason }
 
-func setup(t testing.TB) (*Env, error) {
+func setup(t T) (*Env, error) {
 	repo, err := repoRoot()
 	if err != nil {
 		return nil, err
@@ -173,7 +185,7 @@ func openKVM() error {
 
 // buildGovmm builds a static binary: the nested test host's initramfs has no libc. GOVMM_BIN names a
 // prebuilt binary to use instead (a release build, or to run harness tests while cmd/govmm does not build).
-func buildGovmm(t testing.TB, env *Env) error {
+func buildGovmm(t T, env *Env) error {
 	if bin := os.Getenv("GOVMM_BIN"); bin != "" {
 		if _, err := os.Stat(bin); err != nil {
 			return fmt.Errorf("GOVMM_BIN: %w", err)
@@ -203,7 +215,7 @@ func buildGovmm(t testing.TB, env *Env) error {
 
 // decideMode picks native only when this machine's KVM demonstrably boots a stock kernel: PVM's /dev/kvm
 // opens fine but hangs such guests, so "/dev/kvm exists" is not enough.
-func decideMode(t testing.TB, env *Env, forced Mode, kvmErr error) (Mode, string) {
+func decideMode(t T, env *Env, forced Mode, kvmErr error) (Mode, string) {
 	switch {
 	case forced != "":
 		return forced, "GOVMM_E2E_MODE=" + string(forced)
@@ -237,7 +249,7 @@ func killGroupOnCancel(cmd *exec.Cmd) {
 }
 
 // runLogged runs a build script, streaming its output to the test log.
-func runLogged(t testing.TB, prefix string, timeout time.Duration, name string, args ...string) error {
+func runLogged(t T, prefix string, timeout time.Duration, name string, args ...string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
@@ -300,7 +312,7 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 // Run runs the scenarios in order and returns one Result per scenario, in the same order. In nested mode all
 // of them share one test-host boot. Infrastructure failures (a hung test host, QEMU failing) fail the test;
 // a scenario's own exit code and timeout are left to the caller to assert.
-func (e *Env) Run(t testing.TB, scenarios ...Scenario) []Result {
+func (e *Env) Run(t T, scenarios ...Scenario) []Result {
 	t.Helper()
 	seen := map[string]bool{}
 	for i := range scenarios {
@@ -326,7 +338,7 @@ func (e *Env) Run(t testing.TB, scenarios ...Scenario) []Result {
 	return results
 }
 
-func (e *Env) runNative(t testing.TB, scenarios []Scenario) []Result {
+func (e *Env) runNative(t T, scenarios []Scenario) []Result {
 	results := make([]Result, 0, len(scenarios))
 	for _, s := range scenarios {
 		work := filepath.Join(t.TempDir(), s.Name)

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"testing"
 	"time"
 )
 
@@ -27,7 +26,7 @@ var TestHostQEMUArgs = []string{
 	"-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
 }
 
-func (e *Env) runNested(t testing.TB, scenarios []Scenario) []Result {
+func (e *Env) runNested(t T, scenarios []Scenario) []Result {
 	t.Helper()
 	dir := t.TempDir()
 	initrd := filepath.Join(dir, "initrd.img")
@@ -122,7 +121,7 @@ func (e *Env) nestedInitrd(dir, dst string, scenarios []Scenario) error {
 
 // bootTestHost boots the test host until it powers off, streaming its console to the test log and to
 // logPath. On timeout it returns the scenario that was running (hung), if any.
-func (e *Env) bootTestHost(t testing.TB, initrd string, timeout time.Duration, logPath string) (output, hung string, err error) {
+func (e *Env) bootTestHost(t T, initrd string, timeout time.Duration, logPath string) (output, hung string, err error) {
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
 		return "", "", fmt.Errorf("log dir: %w", err)
 	}
