@@ -76,7 +76,7 @@ func (k OutcomeKind) String() string {
 
 // New creates the VM, loads the kernel and prepares every vCPU. Nothing runs
 // until Run.
-func New(cfg Config) (m *Machine, err error) {
+func New(cfg Config) (_ *Machine, err error) {
 	if cfg.KVMPath == "" {
 		cfg.KVMPath = "/dev/kvm"
 	}
@@ -97,8 +97,9 @@ func New(cfg Config) (m *Machine, err error) {
 		return nil, fmt.Errorf("kernel: %w", err)
 	}
 
-	m = &Machine{cfg: cfg, log: cfg.Logger, stopped: make(chan struct{}), threads: map[int]int{}}
+	m := &Machine{cfg: cfg, log: cfg.Logger, stopped: make(chan struct{}), threads: map[int]int{}}
 	defer func() {
+		// Release whatever was acquired before the failure.
 		if err != nil {
 			m.Close()
 		}

@@ -1,0 +1,92 @@
+// Package nic is the seam between a virtio-net device and the thing that
+// moves its frames: a NIC model. A model is handed guest receive buffers
+// ahead of time and writes frames straight into them (the way a NIC DMAs
+// into posted descriptors), and is handed guest transmit frames as views of
+// guest memory it may send without copying. It completes both through a
+// Sink. The tap model (readv/writev on a Linux tap), the in-process pair,
+// and the zero-copy 82599 path are all Models; a device author adds one by
+// implementing the five methods below.
+//
+// Frame format at this interface: every frame, in both directions, starts
+// with a virtio_net_hdr of Config.HdrLen bytes (10, or 12 with
+// VIRTIO_NET_F_MRG_RXBUF / VERSION_1). On receive the model writes that
+// header (a zeroed one is fine; the device fills in num_buffers); on
+// transmit the model consumes it (a tap with IFF_VNET_HDR takes it as is,
+// a NIC model turns it into offload descriptors).
+package nic
+
+// Buf is one guest buffer lent to a model. Segs are views into guest RAM
+// (already bounds-checked by the device); ID is the device's token (the
+// virtqueue head index) and comes back in the completion.
+type Buf struct {
+	ID   uint16
+	Segs [][]byte
+}
+
+// Len returns the buffer's capacity in bytes.
+func (b *Buf) Len() int {
+	n := 0
+	for _, s := range b.Segs {
+		n += len(s)
+	}
+	return n
+}
+
+// Used reports how many bytes of one lent buffer a model wrote.
+type Used struct {
+	ID      uint16
+	Written uint32
+}
+
+// Config is what the device negotiated with the guest driver, given to the
+// model at Start.
+type Config struct {
+	HdrLen    int  // virtio_net_hdr bytes at the start of each frame
+	Mergeable bool // a received frame may span several buffers (VIRTIO_NET_F_MRG_RXBUF)
+	// Guest offloads the driver accepted: frames to the guest may carry
+	// partial checksums (GuestCsum) and be GSO frames (GuestTSO4/6, up to
+	// 64 KiB); frames from the guest likewise (HostCsum, HostTSO4/6).
+	GuestCsum, GuestTSO4, GuestTSO6 bool
+	HostCsum, HostTSO4, HostTSO6    bool
+}
+
+// Capabilities is what a model can honour; the device offers the guest only
+// the matching virtio-net features.
+type Capabilities struct {
+	Csum bool // can carry partial-checksum frames both ways
+	TSO  bool // can carry GSO frames (TCP over IPv4/IPv6) both ways
+}
+
+// Sink receives a model's completions. Calls may come from any goroutine
+// the model runs, but never concurrently from one model.
+type Sink interface {
+	// RxFrame reports one received frame spread over len(bufs) buffers in
+	// the order they were posted; only the first carries the header. bufs
+	// is only valid during the call.
+	RxFrame(bufs []Used)
+	// TxDone reports that the frames with these IDs were sent (or dropped)
+	// and their guest memory is no longer referenced.
+	TxDone(ids []uint16)
+}
+
+// Model is a NIC backend.
+type Model interface {
+	// Name identifies the model in logs and stats ("tap", "pair", "ixgbe-zerocopy").
+	Name() string
+	// Capabilities is called before feature negotiation.
+	Capabilities() Capabilities
+	// Start begins operation with the negotiated configuration.
+	Start(cfg Config, sink Sink) error
+	// PostRx lends receive buffers. The model owns them until it reports
+	// them in a Sink.RxFrame call or returns them from Stop. It must not
+	// block. It reports how many of bufs it accepted (a model with a
+	// bounded ring may take fewer; the device keeps the rest).
+	PostRx(bufs []Buf) int
+	// Transmit sends frames. Each Buf is one frame (header first). The
+	// model reports completion through Sink.TxDone, possibly before
+	// Transmit returns.
+	Transmit(frames []Buf)
+	// Stop ends operation and returns the receive buffers it still holds,
+	// in posting order, so the device can give them back to the guest.
+	Stop() []Buf
+}
