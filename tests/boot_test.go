@@ -46,13 +46,13 @@ func TestBoot(t *testing.T) {
 	scenarios := []harness.Scenario{
 		{
 			Name:       "poweroff-smp",
-			HostScript: timedBoot("govmm", govmm+` --cpus 2 --mem 256M --cmdline "console=ttyS0 panic=-1 govmm.run=/facts.sh"`),
+			HostScript: timedBoot("govmm", govmm+` --cpus 2 --mem 256M --cmdline "console=ttyS0 panic=-1 quiet govmm.run=/facts.sh"`),
 			GuestFiles: map[string]string{"/facts.sh": guestFacts},
 			Timeout:    2 * time.Minute,
 		},
 		{
 			Name:       "reboot",
-			HostScript: timedBoot("govmm", govmm+` --mem 128M --cmdline "console=ttyS0 panic=-1 govmm.end=reboot"`),
+			HostScript: timedBoot("govmm", govmm+` --mem 128M --cmdline "console=ttyS0 panic=-1 quiet govmm.end=reboot"`),
 			Timeout:    2 * time.Minute,
 		},
 	}
@@ -60,7 +60,7 @@ func TestBoot(t *testing.T) {
 		scenarios = append(scenarios, harness.Scenario{
 			Name: "qemu-baseline",
 			HostScript: `cat "$INITRD" "$OVERLAY" >"$WORK/initrd"
-` + timedBoot("qemu", `qemu-system-x86_64 -enable-kvm -cpu host -m 256 -smp 2 -nographic -no-reboot -nodefaults -serial stdio -kernel "$KERNEL" -initrd "$WORK/initrd" -append "console=ttyS0 panic=-1 govmm.end=poweroff"`),
+` + timedBoot("qemu", `qemu-system-x86_64 -enable-kvm -cpu host -m 256 -smp 2 -nographic -no-reboot -nodefaults -serial stdio -kernel "$KERNEL" -initrd "$WORK/initrd" -append "console=ttyS0 panic=-1 quiet govmm.end=poweroff"`),
 			Timeout: 2 * time.Minute,
 		})
 	}

@@ -29,6 +29,7 @@ type Config struct {
 	MemBytes uint64    // guest RAM
 	CPUs     int       // vCPUs
 	Console  io.Writer // guest serial output (COM1)
+	Nets     []NetConfig
 	Logger   *slog.Logger
 }
 
@@ -45,6 +46,7 @@ type Machine struct {
 	IRQ    *irq.Router
 	vcpus  []*kvm.VCPU
 	serial serialPort
+	nets   []*NetDevice
 	entry  boot.Entry
 
 	stopOnce sync.Once
@@ -128,6 +130,11 @@ func New(cfg Config) (_ *Machine, err error) {
 	if err = m.addPlatformDevices(); err != nil {
 		return nil, err
 	}
+	for _, nc := range cfg.Nets {
+		if err = m.addNet(nc); err != nil {
+			return nil, err
+		}
+	}
 	rsdp, err := m.writeACPI()
 	if err != nil {
 		return nil, err
@@ -175,7 +182,7 @@ func (m *Machine) VM() *kvm.VM { return m.vm }
 
 // Close releases everything New acquired. Safe on a partial Machine.
 func (m *Machine) Close() error {
-	var errs []error
+	errs := []error{m.closeNets()}
 	for _, c := range m.vcpus {
 		errs = append(errs, c.Close())
 	}

@@ -29,7 +29,7 @@ func main() {
 	res := env.Run(d, harness.Scenario{
 		Name: "demo",
 		HostScript: `"$GOVMM" --log-level info run --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" \
-	--cpus 2 --mem 512M --cmdline "console=ttyS0 panic=-1 govmm.run=/demo.sh"
+	--cpus 2 --mem 512M --cmdline "console=ttyS0 panic=-1 quiet govmm.run=/demo.sh"
 echo "RESULT: govmm-exit $?"`,
 		GuestFiles: map[string]string{"/demo.sh": demoGuest},
 		Timeout:    3 * time.Minute,

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/govmm/govmm/devices/virtionet"
 	"github.com/govmm/govmm/vmm"
 	"github.com/govmm/govmm/vmm/boot"
 )
@@ -23,7 +24,7 @@ type RunCmd struct {
 	Cmdline string   `help:"Kernel command line." default:"console=ttyS0 panic=-1" placeholder:"STR"`
 	Mem     string   `help:"Guest RAM: a number with an optional K, M or G suffix (default unit MiB)." default:"512M" placeholder:"SIZE"`
 	CPUs    int      `help:"Number of vCPUs (1-32)." default:"1" name:"cpus" placeholder:"N"`
-	Net     []string `help:"Network interface: tap=NAME[,mac=MAC][,mtu=N][,mrg-rxbuf=on|off][,path=zerocopy|copy][,model=virtio|ixgbe][,pin-limit=SIZE]. Repeatable. (Networking lands with the virtio-net issue.)" placeholder:"SPEC"`
+	Net     []string `help:"Network interface: tap=NAME[,mac=MAC][,mtu=N][,mrg-rxbuf=on|off][,path=copy|zerocopy]. Repeatable. The tap is created if missing (and removed at exit). path=copy is the tap model (readv/writev straight between tap and guest buffers)." placeholder:"SPEC"`
 	Stats   string   `help:"Write per-NIC statistics as JSON to FILE every second and at exit." placeholder:"FILE"`
 	KVM     string   `help:"KVM device." default:"/dev/kvm" name:"kvm" placeholder:"PATH"`
 }
@@ -72,8 +73,18 @@ func (r *RunCmd) config() (vmm.Config, error) {
 	if r.CPUs < 1 || r.CPUs > 32 {
 		return vmm.Config{}, fmt.Errorf("--cpus %d: must be between 1 and 32", r.CPUs)
 	}
-	if len(r.Net) > 0 {
-		return vmm.Config{}, errors.New("--net: networking is not available in this build yet")
+	var nets []vmm.NetConfig
+	for i, spec := range r.Net {
+		nc, err := parseNetSpec(spec)
+		if err != nil {
+			return vmm.Config{}, err
+		}
+		name := fmt.Sprintf("net%d", i)
+		nc.OnActivate = func(model string, features uint64) {
+			// One line per NIC, whatever the log level: what the guest got.
+			fmt.Fprintf(os.Stderr, "govmm: %s: tap %s, model %s, features %s\n", name, nc.Tap, model, virtionet.FeatureString(features))
+		}
+		nets = append(nets, nc)
 	}
 	kernel, err := os.ReadFile(r.Kernel)
 	if err != nil {
@@ -102,6 +113,7 @@ func (r *RunCmd) config() (vmm.Config, error) {
 		MemBytes: mem,
 		CPUs:     r.CPUs,
 		Console:  os.Stdout,
+		Nets:     nets,
 		Logger:   slog.Default(),
 	}, nil
 }

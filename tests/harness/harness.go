@@ -53,6 +53,11 @@ type Scenario struct {
 	HostScript string
 	GuestFiles map[string]string // path in guest -> content; scripts ("#!" or *.sh) get mode 0755
 	Timeout    time.Duration     // default 2 minutes
+	// Network marks a scenario that creates interfaces and sends traffic.
+	// Nested, the test host is already isolated (it has no NIC); natively
+	// the script runs inside a fresh network namespace, so nothing it does
+	// reaches this machine's own network.
+	Network bool
 }
 
 // Result is the outcome of one Scenario.
@@ -350,7 +355,16 @@ func (e *Env) runNative(t T, scenarios []Scenario) []Result {
 			t.Fatalf("harness: scenario %s: %v", s.Name, err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.Timeout)
-		cmd := exec.CommandContext(ctx, "sh", "-c", s.HostScript)
+		args := []string{"sh", "-c", s.HostScript}
+		if s.Network {
+			ns := fmt.Sprintf("govmm-%d-%s", os.Getpid(), s.Name)
+			if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+				t.Fatalf("harness: scenario %s: ip netns add: %v: %s", s.Name, err, out)
+			}
+			defer exec.Command("ip", "netns", "del", ns).Run()
+			args = append([]string{"ip", "netns", "exec", ns}, args...)
+		}
+		cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 		killGroupOnCancel(cmd)
 		cmd.Dir = work
 		cmd.Env = append(os.Environ(), "GOVMM="+e.Govmm, "KERNEL="+e.Kernel, "INITRD="+e.Initrd,

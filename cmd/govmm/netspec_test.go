@@ -1,0 +1,28 @@
+package main
+
+import (
+	"net"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseNetSpec(t *testing.T) {
+	c, err := parseNetSpec("tap=tap0")
+	require.NoError(t, err)
+	require.Equal(t, "tap0", c.Tap)
+	require.True(t, c.Mergeable, "MRG_RXBUF is offered by default")
+	require.Equal(t, "copy", c.Path)
+
+	c, err = parseNetSpec("tap=t1,mac=52:54:00:12:34:56,mtu=9000,mrg-rxbuf=off,path=copy")
+	require.NoError(t, err)
+	require.Equal(t, net.HardwareAddr{0x52, 0x54, 0, 0x12, 0x34, 0x56}, c.MAC)
+	require.Equal(t, uint16(9000), c.MTU)
+	require.False(t, c.Mergeable)
+
+	for _, bad := range []string{"", "tap", "tap=", "mac=52:54:00:12:34:56", "tap=t,mac=zz", "tap=t,mac=01:00:5e:00:00:01",
+		"tap=t,mtu=10", "tap=t,mtu=70000", "tap=t,mrg-rxbuf=maybe", "tap=t,path=fast", "tap=t,color=red", "tap=abcdefghijklmnopq"} {
+		_, err := parseNetSpec(bad)
+		require.Error(t, err, bad)
+	}
+}

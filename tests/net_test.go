@@ -1,0 +1,115 @@
+package tests
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/govmm/govmm/tests/harness"
+)
+
+const (
+	hostIP   = "10.77.0.1"
+	guestIP  = "10.77.0.2"
+	guestMAC = "52:54:00:12:34:56"
+)
+
+// netHost prepares the host end: a tap with the host address, an iperf3
+// server, and two 64 MiB transfers served with busybox nc (host→guest:
+// port 5003 serves a random file; guest→host: port 5004 stores what
+// arrives). vmm is the command that boots the guest on tap0.
+func netHost(vmm string) string {
+	return fmt.Sprintf(`/sbin/ip tuntap add dev tap0 mode tap
+/sbin/ip addr add %[1]s/24 dev tap0
+/sbin/ip link set tap0 up
+iperf3 -s -D >/dev/null
+head -c 67108864 /dev/urandom >"$WORK/h"
+echo "RESULT: host-sent-sha $(sha256sum "$WORK/h" | cut -d' ' -f1)"
+busybox nc -l -p 5003 -e cat "$WORK/h" &
+busybox nc -l -p 5004 >"$WORK/g" &
+recv=$!
+%[2]s
+echo "RESULT: vmm-exit $?"
+kill $recv 2>/dev/null; wait $recv 2>/dev/null
+echo "RESULT: host-recv-sha $(sha256sum "$WORK/g" | cut -d' ' -f1)"
+`, hostIP, vmm)
+}
+
+// netGuest is the guest side: MAC, pings of three sizes, iperf3 both
+// ways, then the two 64 MiB transfers with their checksums.
+const netGuest = `#!/bin/sh
+H=` + hostIP + `
+echo "RESULT: mac $(cat /sys/class/net/eth0/address)"
+echo "RESULT: driver $(ethtool -i eth0 | sed -n 's/^driver: //p')"
+i=0; while ! ping -c1 -W1 $H >/dev/null 2>&1 && [ $i -lt 20 ]; do i=$((i+1)); done
+for s in 56 1472 8000; do
+	out=$(ping -c 20 -i 0.2 -W 2 -s $s $H)
+	echo "RESULT: ping$s-received $(echo "$out" | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')"
+	echo "RESULT: ping$s-rtt $(echo "$out" | sed -n 's/.*min\/avg\/max = //p')"
+done
+sleep 1
+echo "RESULT: iperf-tx-mbps $(iperf3 -c $H -t 10 -f m | awk '/receiver/{print $(NF-2)}')"
+sleep 1
+echo "RESULT: iperf-rx-mbps $(iperf3 -c $H -t 10 -f m -R | awk '/receiver/{print $(NF-2)}')"
+nc $H 5003 >/tmp/h
+echo "RESULT: guest-recv-sha $(sha256sum /tmp/h | cut -d' ' -f1)"
+rm /tmp/h
+head -c 67108864 /dev/urandom >/tmp/g
+echo "RESULT: guest-sent-sha $(sha256sum /tmp/g | cut -d' ' -f1)"
+nc $H 5004 -e cat /tmp/g
+`
+
+func govmmNet(netOpts string) string {
+	return `"$GOVMM" --log-level info run --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M ` +
+		`--net tap=tap0,mac=` + guestMAC + netOpts + ` --cmdline "console=ttyS0 panic=-1 quiet govmm.ip=` + guestIP + `/24 govmm.run=/net.sh"`
+}
+
+func checkNet(t *testing.T, r harness.Result) {
+	t.Helper()
+	require.False(t, r.TimedOut, "%s timed out", r.Name)
+	v := r.Values
+	assert.Equal(t, "0", v["vmm-exit"], r.Name)
+	assert.Equal(t, guestMAC, v["mac"], r.Name)
+	for _, s := range []string{"56", "1472", "8000"} {
+		assert.Equal(t, "20", v["ping"+s+"-received"], "%s: ping -s %s", r.Name, s)
+	}
+	for _, k := range []string{"iperf-tx-mbps", "iperf-rx-mbps"} {
+		assert.NotEmpty(t, v[k], "%s: %s", r.Name, k)
+		assert.NotEqual(t, "0.00", v[k], "%s: %s", r.Name, k)
+	}
+	require.Len(t, v["host-sent-sha"], 64)
+	assert.Equal(t, v["host-sent-sha"], v["guest-recv-sha"], "%s: 64 MiB host→guest", r.Name)
+	require.Len(t, v["guest-sent-sha"], 64)
+	assert.Equal(t, v["guest-sent-sha"], v["host-recv-sha"], "%s: 64 MiB guest→host", r.Name)
+	t.Logf("%s: ping RTT min/avg/max 56B %s, 1472B %s, 8000B %s; iperf3 guest→host %s Mbit/s, host→guest %s Mbit/s",
+		r.Name, v["ping56-rtt"], v["ping1472-rtt"], v["ping8000-rtt"], v["iperf-tx-mbps"], v["iperf-rx-mbps"])
+}
+
+// TestVirtioNet runs the stock guest virtio_net driver against govmm's
+// device with the tap model, with and without mergeable receive buffers,
+// and QEMU's virtio-net (vhost=off) on the same guest for comparison.
+func TestVirtioNet(t *testing.T) {
+	env := harness.Setup(t)
+	files := map[string]string{"/net.sh": netGuest}
+	sc := []harness.Scenario{
+		{Name: "govmm-mrg", HostScript: netHost(govmmNet(",path=copy")), GuestFiles: files, Timeout: 4 * time.Minute, Network: true},
+		{Name: "govmm-nomrg", HostScript: netHost(govmmNet(",path=copy,mrg-rxbuf=off")), GuestFiles: files, Timeout: 4 * time.Minute, Network: true},
+	}
+	if env.Mode == harness.Nested {
+		sc = append(sc, harness.Scenario{Name: "qemu-vhost-off", HostScript: netHost(`cat "$INITRD" "$OVERLAY" >"$WORK/initrd"
+qemu-system-x86_64 -enable-kvm -cpu host -m 512 -smp 1 -nographic -no-reboot -nodefaults -serial stdio \
+	-kernel "$KERNEL" -initrd "$WORK/initrd" -append "console=ttyS0 panic=-1 quiet govmm.ip=` + guestIP + `/24 govmm.run=/net.sh" \
+	-netdev tap,id=n0,ifname=tap0,script=no,downscript=no,vhost=off -device virtio-net-pci,netdev=n0,mac=` + guestMAC + `,romfile=`),
+			GuestFiles: files, Timeout: 4 * time.Minute, Network: true})
+	}
+	res := env.Run(t, sc...)
+	for _, r := range res {
+		assert.True(t, strings.Contains(r.Output, "GOVMM-GUEST: eth0"), "%s: eth0 did not come up", r.Name)
+		assert.Equal(t, "virtio_net", r.Values["driver"], r.Name)
+		checkNet(t, r)
+	}
+}

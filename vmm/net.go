@@ -1,0 +1,93 @@
+package vmm
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/govmm/govmm/devices/nic"
+	"github.com/govmm/govmm/devices/nic/tap"
+	"github.com/govmm/govmm/devices/virtio/pcitransport"
+	"github.com/govmm/govmm/devices/virtionet"
+	"github.com/govmm/govmm/vmm/pci/msix"
+)
+
+// NetConfig is one --net interface.
+type NetConfig struct {
+	Tap       string           // host tap interface (created if missing)
+	MAC       net.HardwareAddr // nil: a random locally administered address
+	MTU       uint16           // 0: not offered to the guest
+	Mergeable bool             // offer VIRTIO_NET_F_MRG_RXBUF
+	Path      string           // "copy" (the tap model); "zerocopy" lands with the zero-copy issue
+	// OnActivate is called when the guest driver brings the device up.
+	OnActivate func(model string, features uint64)
+}
+
+// NetDevice is a guest NIC as the machine holds it.
+type NetDevice struct {
+	Config    NetConfig
+	Dev       *virtionet.Net
+	transport *pcitransport.Transport
+	model     interface{ Close() error }
+}
+
+// addNet builds the model, the virtio-net device and its PCI function.
+func (m *Machine) addNet(c NetConfig) error {
+	if c.MAC == nil {
+		c.MAC = randomMAC()
+	}
+	var model nic.Model
+	switch c.Path {
+	case "", "copy":
+		t, err := tap.Open(c.Tap)
+		if err != nil {
+			return err
+		}
+		model = t
+	default:
+		return fmt.Errorf("--net path=%s is not available yet", c.Path)
+	}
+	dev, err := virtionet.New(virtionet.Config{
+		MAC: c.MAC, MTU: c.MTU, Mergeable: c.Mergeable, Model: model,
+		Logger: m.log, OnActivate: c.OnActivate,
+	})
+	if err != nil {
+		return err
+	}
+	tr, err := pcitransport.New(pcitransport.Config{
+		Device:      dev,
+		Mem:         m.Mem,
+		AllocVector: func() (msix.Vector, error) { return m.IRQ.AllocMSI() },
+		Doorbells:   pcitransport.KVMDoorbells{VM: m.vm},
+		Logger:      m.log,
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := m.PCI.Add(tr); err != nil {
+		return fmt.Errorf("net %s: %w", c.Tap, err)
+	}
+	m.nets = append(m.nets, &NetDevice{Config: c, Dev: dev, transport: tr, model: model.(interface{ Close() error })})
+	return nil
+}
+
+// Nets returns the machine's NICs.
+func (m *Machine) Nets() []*NetDevice { return m.nets }
+
+func (m *Machine) closeNets() error {
+	var errs []error
+	for _, n := range m.nets {
+		errs = append(errs, n.transport.Close(), n.model.Close())
+	}
+	m.nets = nil
+	return errors.Join(errs...)
+}
+
+// randomMAC returns a unicast, locally administered address in QEMU's
+// 52:54:00 style prefix.
+func randomMAC() net.HardwareAddr {
+	mac := net.HardwareAddr{0x52, 0x54, 0x00, 0, 0, 0}
+	_, _ = rand.Read(mac[3:])
+	return mac
+}
