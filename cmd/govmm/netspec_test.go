@@ -2,6 +2,7 @@ package main
 
 import (
 	"net"
+	"os/exec"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -25,4 +26,11 @@ func TestParseNetSpec(t *testing.T) {
 		_, err := parseNetSpec(bad)
 		require.Error(t, err, bad)
 	}
+}
+
+// A --net value holds commas; kong must not split it into several values.
+func TestNetFlagKeepsCommas(t *testing.T) {
+	bin := buildGovmm(t)
+	out, _ := exec.Command(bin, "run", "--kernel", "/nonexistent", "--net", "tap=t0,mac=52:54:00:12:34:56,mrg-rxbuf=off").CombinedOutput()
+	require.NotContains(t, string(out), "tap=NAME is required")
 }

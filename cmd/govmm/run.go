@@ -20,11 +20,11 @@ import (
 // RunCmd is `govmm run`.
 type RunCmd struct {
 	Kernel  string   `help:"Linux bzImage to boot." required:"" type:"path" placeholder:"PATH"`
-	Initrd  []string `help:"Initramfs (cpio, optionally compressed). Repeat to append archives; the kernel unpacks them in order." type:"path" placeholder:"PATH"`
+	Initrd  []string `sep:"none" help:"Initramfs (cpio, optionally compressed). Repeat to append archives; the kernel unpacks them in order." type:"path" placeholder:"PATH"`
 	Cmdline string   `help:"Kernel command line." default:"console=ttyS0 panic=-1" placeholder:"STR"`
 	Mem     string   `help:"Guest RAM: a number with an optional K, M or G suffix (default unit MiB)." default:"512M" placeholder:"SIZE"`
 	CPUs    int      `help:"Number of vCPUs (1-32)." default:"1" name:"cpus" placeholder:"N"`
-	Net     []string `help:"Network interface: tap=NAME[,mac=MAC][,mtu=N][,mrg-rxbuf=on|off][,path=copy|zerocopy]. Repeatable. The tap is created if missing (and removed at exit). path=copy is the tap model (readv/writev straight between tap and guest buffers)." placeholder:"SPEC"`
+	Net     []string `sep:"none" help:"Network interface: tap=NAME[,mac=MAC][,mtu=N][,mrg-rxbuf=on|off][,path=copy|zerocopy]. Repeatable. The tap is created if missing (and removed at exit). path=copy is the tap model (readv/writev straight between tap and guest buffers)." placeholder:"SPEC"`
 	Stats   string   `help:"Write per-NIC statistics as JSON to FILE every second and at exit." placeholder:"FILE"`
 	KVM     string   `help:"KVM device." default:"/dev/kvm" name:"kvm" placeholder:"PATH"`
 }

@@ -176,7 +176,7 @@ func (d *Device) reset() {
 	s[regRDRXCTL/4] = 0x00000080 // CRCStrip-consistent default
 	s[regFCTRL/4] = 0
 	s[regDTXTCPFLGL/4] = 0x0FF6<<16 | 0x0FF6 // §8.2.3.9.12: first/middle segment TCP flag masks
-	s[regDTXTCPFLGH/4] = 0x0F7F               // last segment mask
+	s[regDTXTCPFLGH/4] = 0x0F7F              // last segment mask
 	s[regRXCSUM/4] = 0
 	d.gioDis = false
 	d.rarValid = [2]uint64{}

@@ -57,7 +57,7 @@ func init() {
 
 	// RAL/RAH (§8.2.3.7.9, §8.2.3.7.10): canonical at 0xA200+8n, alias
 	// 0x5400+8n for n <= 15.
-	ral := &regOps{read: func(d *Device, n int) uint32 { return plainRead(regRAL + uint32(n)*4)(d, 0) }, write: (*Device).writeRAR}
+	ral := &regOps{read: func(d *Device, n int) uint32 { return plainRead(regRAL+uint32(n)*4)(d, 0) }, write: (*Device).writeRAR}
 	for n := 0; n < 128; n++ {
 		def(regRAL+uint32(n)*8, 2*n, ral)
 		def(regRAL+uint32(n)*8+4, 2*n+1, ral)

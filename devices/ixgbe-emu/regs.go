@@ -98,7 +98,7 @@ const (
 	// AUTOC.LMS (bits 15:13) = 001: 10 Gb/s link, no auto-negotiation
 	// (IXGBE_AUTOC_LMS_10G_LINK_NO_AN), which ixgbe_get_link_capabilities_82599
 	// reports as 10GB_FULL without polling for AN completion.
-	autocDefault = 1 << 13
+	autocDefault  = 1 << 13
 	linksKXANComp = 1 << 31
 	linksUp       = 1 << 30
 	links10G      = 3 << 28

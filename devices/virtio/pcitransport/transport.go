@@ -6,12 +6,12 @@
 // revision 1, §4.1.2) with one 64-bit memory BAR and the vendor-specific
 // capabilities that locate the virtio structures inside it (§4.1.4):
 //
-//	BAR0 offset   structure                               capability
-//	0x0000        common configuration (§4.1.4.3)         cfg_type 1
-//	0x1000        ISR status (§4.1.4.5)                   cfg_type 3
-//	0x2000        device-specific configuration (§4.1.4.6) cfg_type 4
-//	0x3000        notifications, 4 bytes per queue (§4.1.4.4) cfg_type 2
-//	page-aligned  MSI-X table, then the PBA on its own page (msix.Table)
+//	BAR0 offset   structure                                     capability
+//	0x0000        common configuration (§4.1.4.3)               cfg_type 1
+//	0x1000        ISR status (§4.1.4.5)                         cfg_type 3
+//	0x2000        device-specific configuration (§4.1.4.6)      cfg_type 4
+//	0x3000        notifications, 4 bytes per queue (§4.1.4.4)   cfg_type 2
+//	page-aligned  MSI-X table, then the PBA on its own page     MSI-X (0x11)
 //
 // Legacy (transitional) devices, VIRTIO_PCI_CAP_PCI_CFG (cfg_type 5) and
 // the optional queue_notify_data / queue_reset fields are not provided:

@@ -495,3 +495,11 @@ func TestConcurrentInterruptsAndRegisterTraffic(t *testing.T) {
 	<-done
 	assert.EqualValues(t, 2000, e.vecs.fired(0x41))
 }
+
+func TestInterruptFastPathDoesNotAllocate(t *testing.T) {
+	e := activeEnv(t)
+	a, _ := e.dev.lastActivation()
+	irq := a.Queues[0].Interrupt
+	assert.Zero(t, testing.AllocsPerRun(100, func() { _ = irq.Trigger() }))
+	assert.Zero(t, testing.AllocsPerRun(100, func() { _ = e.tr.ConfigChanged() }))
+}

@@ -88,7 +88,9 @@ func TestMalformedChains(t *testing.T) {
 		}, func(b uint64) []D { return []D{{Addr: b, Len: 1, Flags: N, Next: 2}, {Addr: b, Len: 1}} }, queue.ErrNextOutOfRange},
 		{"indirect loop", true, func(b, tbl uint64) []D {
 			return []D{{Addr: tbl, Len: 32, Flags: I}}
-		}, func(b uint64) []D { return []D{{Addr: b, Len: 1, Flags: N, Next: 1}, {Addr: b, Len: 1, Flags: N, Next: 0}} }, queue.ErrChainTooLong},
+		}, func(b uint64) []D {
+			return []D{{Addr: b, Len: 1, Flags: N, Next: 1}, {Addr: b, Len: 1, Flags: N, Next: 0}}
+		}, queue.ErrChainTooLong},
 		{"indirect readable after writable", true, func(b, tbl uint64) []D {
 			return []D{{Addr: b, Len: 1, Flags: W | N, Next: 1}, {Addr: tbl, Len: 16, Flags: I}}
 		}, func(b uint64) []D { return []D{{Addr: b, Len: 1}} }, queue.ErrReadableAfterWritable},
@@ -140,20 +142,19 @@ func TestMalformedChains(t *testing.T) {
 // TestChainTooBig: §2.7.5.2 limits a chain to 2^32 bytes in total. Needs a
 // RAM region large enough that each descriptor is individually valid.
 func TestChainTooBig(t *testing.T) {
-	if testing.Short() {
-		t.Skip("allocates 1.5 GiB of virtual memory")
-	}
-	// Virtual only: the pages are never touched.
-	d, err := queuetest.New(queuetest.Config{Size: 8, ChunkSize: 3 << 29, Chunks: 1})
+	// 17 descriptors of 256 MiB each, all naming the same (never touched)
+	// buffer: each is valid on its own, the total is 4.25 GiB.
+	const chunk = 1 << 28
+	d, err := queuetest.New(queuetest.Config{Size: 32, ChunkSize: chunk, Chunks: 1})
 	require.NoError(t, err)
-	q := queue.New(8)
+	q := queue.New(32)
 	require.NoError(t, d.Configure(q))
 	big, err := d.Alloc()
 	require.NoError(t, err)
-	for i := range 3 {
-		require.NoError(t, d.WriteDesc(uint16(i), queuetest.Desc{Addr: big, Len: 3 << 29, Flags: queue.DescFNext, Next: uint16(i + 1)}))
+	for i := range 16 {
+		require.NoError(t, d.WriteDesc(uint16(i), queuetest.Desc{Addr: big, Len: chunk, Flags: queue.DescFNext, Next: uint16(i + 1)}))
 	}
-	require.NoError(t, d.WriteDesc(3, queuetest.Desc{Addr: big, Len: 3 << 29}))
+	require.NoError(t, d.WriteDesc(16, queuetest.Desc{Addr: big, Len: chunk}))
 	require.NoError(t, d.PushAvail(0))
 	_, err = q.Pop(d.Mem)
 	require.ErrorIs(t, err, queue.ErrChainTooBig)

@@ -97,10 +97,11 @@ func (q *Queue) walk(mem *guestmem.Memory, c *Chain) error {
 	idx := c.Head
 	writable := false
 	var total uint64
-	for count := uint32(0); ; count++ {
-		if count >= limit {
+	for count := uint32(0); ; {
+		if count == limit {
 			return fmt.Errorf("%w: more than %d descriptors", ErrChainTooLong, limit)
 		}
+		count++
 		d, err := readDesc(mem, table, idx)
 		if err != nil {
 			return fmt.Errorf("%w: descriptor %d: %w", ErrDescOutOfRange, idx, err)
@@ -113,8 +114,8 @@ func (q *Queue) walk(mem *guestmem.Memory, c *Chain) error {
 			// followed by one indirect descriptor; the table's chain starts
 			// at entry 0 and is bounded by the table length.
 			c.Indirect = true
-			table, limit, idx, count = d.addr, d.len/DescSize, 0, ^uint32(0)
-			continue // count wraps to 0
+			table, limit, idx, count = d.addr, d.len/DescSize, 0, 0
+			continue
 		}
 		if d.len > 0 { // zero-length descriptors carry nothing: skip them
 			w := d.flags&DescFWrite != 0

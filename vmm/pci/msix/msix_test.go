@@ -3,10 +3,10 @@ package msix
 import (
 	"encoding/binary"
 	"errors"
-	"sync"
-	"sync/atomic"
 	"io"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 

@@ -395,6 +395,36 @@ func (d *Driver) SetUsedEvent(v uint16) error {
 // SetAvailFlags writes the avail ring flags (VIRTQ_AVAIL_F_NO_INTERRUPT).
 func (d *Driver) SetAvailFlags(f uint16) error { return d.Mem.StoreUint16(d.Avail, f) }
 
+// EnableInterrupts asks the device for a used buffer notification at the
+// next used element (Linux's virtqueue_enable_cb): used_event = next element
+// to read with EVENT_IDX, otherwise the NO_INTERRUPT flag is cleared. It
+// then re-reads the used idx and reports whether elements are already
+// pending, in which case the caller must consume them instead of waiting.
+func (d *Driver) EnableInterrupts() (bool, error) {
+	var err error
+	if d.EventIdx {
+		err = d.SetUsedEvent(d.lastUsed)
+	} else {
+		err = d.SetAvailFlags(0)
+	}
+	if err != nil {
+		return false, err
+	}
+	// mb() between the store above and the used idx load: both are
+	// sequentially consistent atomics.
+	idx, err := d.UsedIdx()
+	return idx != d.lastUsed, err
+}
+
+// DisableInterrupts sets VIRTQ_AVAIL_F_NO_INTERRUPT (without EVENT_IDX; with
+// it, used_event simply stays behind, as in Linux).
+func (d *Driver) DisableInterrupts() error {
+	if d.EventIdx {
+		return nil
+	}
+	return d.SetAvailFlags(queue.AvailFNoInterrupt)
+}
+
 // UsedIdx loads the used idx published by the device.
 func (d *Driver) UsedIdx() (uint16, error) { return d.Mem.LoadUint16(d.Used + 2) }
 

@@ -1,0 +1,532 @@
+package ixgbeemu
+
+import (
+	"encoding/binary"
+	"sync"
+)
+
+// Receive path (datasheet §7.1).
+
+type rxQueue struct {
+	mu                        sync.Mutex
+	idx                       int
+	bal, bah, rdlen, rdh, rdt uint32
+	srrctl, rxdctl            uint32
+	gen                       uint64 // bumped by any ring (re)configuration
+	resv                      rxResv
+	bufs                      [][]byte
+	descs                     [][]byte
+	lens                      []int
+}
+
+// rxResv remembers what RxTarget handed out.
+type rxResv struct {
+	valid bool
+	gen   uint64
+	head  uint32
+	n     int
+}
+
+func (q *rxQueue) reset() {
+	q.bal, q.bah, q.rdlen, q.rdh, q.rdt, q.rxdctl = 0, 0, 0, 0, 0, 0
+	q.srrctl = 0x00000402 // §8.2.3.8.7 default: BSIZEPACKET 2 KB, BSIZEHEADER 256 B
+	q.gen++
+	q.resv = rxResv{}
+}
+
+func (d *Device) readRxQ(key int) uint32 {
+	q := d.rxq[key>>8]
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	switch key & 0xFF {
+	case qRDBAL:
+		return q.bal
+	case qRDBAH:
+		return q.bah
+	case qRDLEN:
+		return q.rdlen
+	case qRDH:
+		return q.rdh
+	case qRDT:
+		return q.rdt
+	case qSRRCTL:
+		return q.srrctl
+	case qRXDCTL:
+		return q.rxdctl
+	}
+	return 0
+}
+
+func (d *Device) writeRxQ(key int, v uint32) {
+	n := key >> 8
+	q := d.rxq[n]
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	switch key & 0xFF {
+	case qRDBAL:
+		q.bal = v &^ 0x7F // §8.2.3.8.1: 128-byte aligned
+	case qRDBAH:
+		q.bah = v
+	case qRDLEN:
+		q.rdlen = v & 0xFFF80 // §8.2.3.8.3: bits 19:7
+	case qRDH:
+		q.rdh = v & 0xFFFF
+	case qRDT:
+		q.rdt = v & 0xFFFF
+		return
+	case qSRRCTL:
+		q.srrctl = v
+	case qRXDCTL:
+		v &^= rxdctlSWFlsh
+		if n >= d.cfg.Queues {
+			v &^= rxdctlEnable // queue not implemented: never enables
+		}
+		q.rxdctl = v
+	}
+	q.gen++
+}
+
+// ring geometry, validated. ok=false for hostile configurations.
+func (q *rxQueue) ring() (base uint64, size uint32, ok bool) {
+	size = q.rdlen / 16
+	base = uint64(q.bah)<<32 | uint64(q.bal)
+	ok = size != 0 && q.rdh < size && q.rdt < size
+	return
+}
+
+func (q *rxQueue) free(size uint32) uint32 { return (q.rdt + size - q.rdh) % size }
+
+func (q *rxQueue) bsize() int { return int(q.srrctl&srrctlBSizePktMask) * 1024 }
+
+func (q *rxQueue) descType() uint32 { return q.srrctl >> srrctlDescTypeSh & 7 }
+
+// maxFrame returns the largest accepted frame excluding the 4-byte FCS
+// (§8.2.3.22.13 MAXFRS.MFS counts it; without HLREG0.JUMBOEN the limit is
+// 1518; a VLAN tag adds 4).
+func (d *Device) maxFrame(vlan bool) int {
+	m := 1518
+	if d.store[regHLREG0/4]&hlreg0JumboEn != 0 {
+		m = int(d.store[regMAXFRS/4] >> 16)
+	}
+	if vlan {
+		m += 4
+	}
+	return m - 4
+}
+
+// admit applies the length checks and the L2 filter (§7.1.1, "Rx
+// filtering"). hdr holds at least the first 18 bytes of the frame when
+// available. Called with d.mu read-locked.
+func (d *Device) admit(hdr []byte, n int) (bcast, mcast bool, err error) {
+	if d.store[regRXCTRL/4]&rxctrlRXEN == 0 {
+		d.cnt.rxDisabled.Add(1)
+		return false, false, ErrRxDisabled
+	}
+	if n < 14 || len(hdr) < 14 {
+		d.cnt.ruc.add(1)
+		return false, false, ErrUndersize
+	}
+	vlan := binary.BigEndian.Uint16(hdr[12:]) == etherTypeVLAN
+	if n > d.maxFrame(vlan) {
+		d.cnt.roc.add(1)
+		return false, false, ErrOversize
+	}
+	fctrl := d.store[regFCTRL/4]
+	dst := hdr[:6]
+	switch {
+	case dst[0]&1 == 0: // unicast: RAL/RAH perfect match or UPE
+		if fctrl&fctrlUPE != 0 || d.rarMatch(dst) {
+			return false, false, nil
+		}
+	case isBroadcast(dst):
+		if fctrl&fctrlBAM != 0 {
+			return true, false, nil
+		}
+	default: // multicast: MPE, or the MTA hash (§7.1.1.1.2)
+		if fctrl&fctrlMPE != 0 || d.mtaMatch(dst) {
+			return false, true, nil
+		}
+	}
+	d.cnt.rxFiltered.Add(1)
+	return false, false, ErrFiltered
+}
+
+func isBroadcast(a []byte) bool {
+	return a[0]&a[1]&a[2]&a[3]&a[4]&a[5] == 0xFF
+}
+
+func (d *Device) rarMatch(dst []byte) bool {
+	lo := uint32(dst[0]) | uint32(dst[1])<<8 | uint32(dst[2])<<16 | uint32(dst[3])<<24
+	hi := uint32(dst[4]) | uint32(dst[5])<<8
+	for w := 0; w < 2; w++ {
+		m := d.rarValid[w]
+		for m != 0 {
+			i := trailingZeros(m)
+			m &= m - 1
+			e := w*64 + i
+			if d.store[regRAL/4+uint32(2*e)] == lo && d.store[regRAL/4+uint32(2*e)+1]&0xFFFF == hi {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func trailingZeros(m uint64) int {
+	n := 0
+	for m&1 == 0 {
+		m >>= 1
+		n++
+	}
+	return n
+}
+
+// mtaMatch implements the 4096-bit multicast table lookup selected by
+// MCSTCTRL.MO (bits 1:0), exactly as ixgbe_mta_vector computes it.
+func (d *Device) mtaMatch(a []byte) bool {
+	mc := d.store[regMCSTCTRL/4]
+	if mc&mcstctrlMFE == 0 {
+		return false
+	}
+	var v uint32
+	switch mc & 3 {
+	case 0:
+		v = uint32(a[4])>>4 | uint32(a[5])<<4
+	case 1:
+		v = uint32(a[4])>>3 | uint32(a[5])<<5
+	case 2:
+		v = uint32(a[4])>>2 | uint32(a[5])<<6
+	case 3:
+		v = uint32(a[4]) | uint32(a[5])<<8
+	}
+	v &= 0xFFF
+	return d.store[regMTA/4+(v>>5)]>>(v&31)&1 != 0
+}
+
+// statIdx maps a queue to its per-queue statistics register set through
+// RQSMR (rx) or TQSM (tx) (§8.2.3.8.9, §8.2.3.9.13).
+func (d *Device) statIdx(base uint32, q int) int {
+	return int(d.store[base/4+uint32(q/4)] >> (8 * uint(q%4)) & 0xF)
+}
+
+// splitLen returns where header split cuts the frame, per PSRTYPE
+// (§7.1.10 "Header splitting"; the PF uses PSRTYPE(0)). 0 = no split.
+func (d *Device) splitLen(p *pktInfo, n int) int {
+	psr := d.store[regPSRTYPE/4]
+	switch {
+	case p.l4end != 0 && (p.l4proto == protoTCP && psr&psrtypeTCPHdr != 0 || p.l4proto == protoUDP && psr&psrtypeUDPHdr != 0):
+		return p.l4end
+	case p.ipv4 && psr&psrtypeIPv4Hdr != 0, p.ipv6 && psr&psrtypeIPv6Hdr != 0:
+		return p.l4off
+	case p.l3off != 0 && psr&psrtypeL2Hdr != 0:
+		return p.l3off
+	}
+	return 0
+}
+
+func (d *Device) checkQueue(queue int) error {
+	if queue < 0 || queue >= d.cfg.Queues {
+		return ErrBadQueue
+	}
+	return nil
+}
+
+// Receive delivers one frame (without FCS) to rx queue queue, copying it into
+// the buffers of the next free descriptors. It returns nil when the frame
+// was written back, or why it was dropped (each drop is counted).
+func (d *Device) Receive(queue int, frame []byte) error {
+	if err := d.checkQueue(queue); err != nil {
+		return err
+	}
+	d.mu.RLock()
+	bcast, mcast, err := d.admit(frame, len(frame))
+	if err == nil {
+		q := d.rxq[queue]
+		q.mu.Lock()
+		err = d.rxPlace(q, frame)
+		q.mu.Unlock()
+		if err == nil {
+			d.rxCount(queue, len(frame), bcast, mcast)
+		}
+	}
+	d.mu.RUnlock()
+	if err == nil {
+		d.imu.Lock()
+		d.ic.raiseQueue(queue, false)
+		d.imu.Unlock()
+	}
+	return err
+}
+
+func (d *Device) rxCount(queue, n int, bcast, mcast bool) {
+	c := &d.cnt
+	c.gprc.add(1)
+	c.gorc.add(uint64(n))
+	c.tpr.add(1)
+	c.tor.add(uint64(n))
+	c.rxnfgpc.add(1)
+	c.rxdgpc.add(1)
+	c.prc[sizeBucket(n)].add(1)
+	if bcast {
+		c.bprc.add(1)
+	}
+	if mcast {
+		c.mprc.add(1)
+	}
+	i := d.statIdx(regRQSMR, queue)
+	c.qprc[i].add(1)
+	c.qbrc[i].add(uint64(n))
+}
+
+// rxMissed counts a frame dropped for lack of descriptors (§8.2.3.23.4 MPC;
+// QPRDC with SRRCTL.DROP_EN). Called with d.mu read-locked and q.mu held.
+func (d *Device) rxMissed(q *rxQueue) {
+	d.cnt.mpc[0].add(1) // no DCB: all traffic is in packet buffer 0
+	if q.srrctl&srrctlDropEn != 0 {
+		d.cnt.qprdc[d.statIdx(regRQSMR, q.idx)].add(1)
+	}
+}
+
+// rxCheck validates the queue for a frame and returns the ring geometry.
+func (d *Device) rxCheck(q *rxQueue) (base uint64, size uint32, bsize int, err error) {
+	if q.rxdctl&rxdctlEnable == 0 {
+		d.cnt.rxDisabled.Add(1)
+		return 0, 0, 0, ErrRxDisabled
+	}
+	base, size, ok := q.ring()
+	bsize = q.bsize()
+	if !ok || bsize == 0 {
+		d.cnt.rxErrors.Add(1)
+		return 0, 0, 0, ErrBadRing
+	}
+	return base, size, bsize, nil
+}
+
+// rxPlace copies frame into the ring (one-buffer or header split) and
+// writes the descriptors back. Called with d.mu read-locked and q.mu held.
+func (d *Device) rxPlace(q *rxQueue, frame []byte) error {
+	base, size, bsize, err := d.rxCheck(q)
+	if err != nil {
+		return err
+	}
+	n := len(frame)
+	segs := [][]byte{frame}
+	pktType, status, errs, p := rxOffload(segs, n)
+
+	dt := q.descType()
+	hlen, hdrErr := 0, uint32(0)
+	if dt == descTypeAdvHdrSplit || dt == descTypeAdvHSAlways {
+		hlen = d.splitLen(&p, n)
+		if hmax := int(q.srrctl&srrctlBSizeHdrMask>>8) * 64; hlen > hmax {
+			hlen, hdrErr = 0, rxdErrHBO // header buffer overflow: no split
+		}
+	}
+	payload := n - hlen
+	need := max(1, (payload+bsize-1)/bsize)
+	if q.free(size) < uint32(need) {
+		d.rxMissed(q)
+		return ErrNoDescriptors
+	}
+	// Resolve every descriptor and buffer before touching guest memory.
+	q.descs, q.bufs, q.lens = q.descs[:0], q.bufs[:0], q.lens[:0]
+	var hbuf []byte
+	rem := payload
+	for i := 0; i < need; i++ {
+		idx := (q.rdh + uint32(i)) % size
+		desc, err := d.dma.Slice(base+16*uint64(idx), 16)
+		if err != nil {
+			d.cnt.rxErrors.Add(1)
+			return ErrDMA
+		}
+		chunk := min(bsize, rem)
+		rem -= chunk
+		buf, err := d.dma.Slice(binary.LittleEndian.Uint64(desc), uint64(chunk))
+		if err == nil && i == 0 && hlen > 0 {
+			hbuf, err = d.dma.Slice(binary.LittleEndian.Uint64(desc[8:])&^1, uint64(hlen))
+		}
+		if err != nil {
+			d.rxSkip(q, desc, size)
+			return ErrDMA
+		}
+		q.descs = append(q.descs, desc)
+		q.bufs = append(q.bufs, buf)
+		q.lens = append(q.lens, chunk)
+	}
+	if hlen > 0 {
+		copy(hbuf, frame[:hlen])
+	}
+	off := hlen
+	for _, b := range q.bufs {
+		off += copy(b, frame[off:])
+	}
+	var sph uint32
+	if hlen > 0 {
+		sph = 1
+	}
+	d.rxWriteBack(q, size, pktType, status, errs|hdrErr, uint32(hlen), sph, dt == descTypeLegacy)
+	return nil
+}
+
+// rxSkip consumes one descriptor whose buffer is outside the DMA space:
+// written back with DD|EOP and RXE, length 0, and counted as an error.
+func (d *Device) rxSkip(q *rxQueue, desc []byte, size uint32) {
+	d.cnt.rxErrors.Add(1)
+	binary.LittleEndian.PutUint64(desc, 0)
+	store64(desc[8:], uint64(rxdStatDD|rxdStatEOP|rxdErrRXE))
+	q.rdh = (q.rdh + 1) % size
+}
+
+// rxWriteBack writes back q.descs with q.lens and advances RDH. The lower
+// qword is written first and the upper qword (status, errors, length,
+// VLAN) last with one 64-bit store, so a driver that sees DD or a non-zero
+// length sees the whole descriptor (§7.1.6.2; Linux ixgbe_clean_rx_irq polls
+// wb.upper.length, then dma_rmb()).
+func (d *Device) rxWriteBack(q *rxQueue, size uint32, pktType, status, errs, hlen, sph uint32, legacy bool) {
+	last := len(q.descs) - 1
+	for i, desc := range q.descs {
+		st := uint32(rxdStatDD)
+		var er uint32
+		if i == last {
+			st |= rxdStatEOP | status
+			er = errs
+		}
+		plen := uint64(q.lens[i])
+		if legacy {
+			// Legacy write-back (§7.1.5): length 15:0, checksum 31:16,
+			// status 39:32, errors 47:40, VLAN 63:48.
+			lst := uint64(st & 3)
+			if st&rxdStatIPCS != 0 {
+				lst |= 1 << 6
+			}
+			if st&rxdStatL4CS != 0 {
+				lst |= 1 << 5
+			}
+			var ler uint64
+			if er&rxdErrTCPE != 0 {
+				ler |= 1 << 5
+			}
+			if er&rxdErrIPE != 0 {
+				ler |= 1 << 6
+			}
+			binary.LittleEndian.PutUint64(desc, 0)
+			store64(desc[8:], plen|lst<<32|ler<<40)
+			continue
+		}
+		dw0 := pktType << 4
+		if i == 0 {
+			dw0 |= (hlen&0x3FF)<<21 | sph<<31
+		}
+		binary.LittleEndian.PutUint64(desc, uint64(dw0))
+		store64(desc[8:], uint64(st|er)|plen<<32)
+	}
+	q.rdh = (q.rdh + uint32(len(q.descs))) % size
+}
+
+// RxTarget is the zero-copy receive entry point: it returns the packet
+// buffers (views of DMA memory) of the next free descriptors of queue, as
+// many as a maximum-size frame needs, so a tap reader can readv straight
+// into them, then call RxComplete. ok is false when the queue is disabled,
+// the ring is misconfigured, fewer descriptors than a maximum-size frame
+// needs are free, a buffer is outside the DMA space, or the queue uses
+// header split; the caller then reads the frame into a scratch buffer and
+// passes it to Receive (which counts the drop, e.g. MPC for an empty ring).
+// The returned slice is reused by the next call.
+func (d *Device) RxTarget(queue int) (bufs [][]byte, ok bool) {
+	if d.checkQueue(queue) != nil {
+		return nil, false
+	}
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.store[regRXCTRL/4]&rxctrlRXEN == 0 {
+		return nil, false
+	}
+	q := d.rxq[queue]
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.resv.valid = false
+	if q.rxdctl&rxdctlEnable == 0 {
+		return nil, false
+	}
+	base, size, ok := q.ring()
+	bsize := q.bsize()
+	if dt := q.descType(); !ok || bsize == 0 || (dt != descTypeAdvOneBuf && dt != descTypeLegacy) {
+		return nil, false
+	}
+	need := (d.maxFrame(true) + bsize - 1) / bsize
+	if q.free(size) < uint32(need) {
+		return nil, false
+	}
+	q.bufs, q.descs, q.lens = q.bufs[:0], q.descs[:0], q.lens[:0]
+	for i := 0; i < need; i++ {
+		idx := (q.rdh + uint32(i)) % size
+		desc, err := d.dma.Slice(base+16*uint64(idx), 16)
+		if err != nil {
+			return nil, false
+		}
+		buf, err := d.dma.Slice(binary.LittleEndian.Uint64(desc), uint64(bsize))
+		if err != nil {
+			return nil, false
+		}
+		q.descs = append(q.descs, desc)
+		q.bufs = append(q.bufs, buf)
+	}
+	q.resv = rxResv{valid: true, gen: q.gen, head: q.rdh, n: need}
+	return q.bufs, true
+}
+
+// RxComplete writes back the descriptors for a frame of n bytes that the
+// caller placed into the buffers returned by the preceding RxTarget(queue)
+// (spanning descriptors, EOP on the last), advances RDH and raises the rx
+// interrupt. A frame the filters reject, or a reservation invalidated by a
+// ring reconfiguration in between, is dropped: the descriptors stay free.
+func (d *Device) RxComplete(queue int, n int) error {
+	if err := d.checkQueue(queue); err != nil {
+		return err
+	}
+	d.mu.RLock()
+	q := d.rxq[queue]
+	q.mu.Lock()
+	err := d.rxComplete(q, n)
+	q.resv.valid = false
+	q.mu.Unlock()
+	d.mu.RUnlock()
+	if err == nil {
+		d.imu.Lock()
+		d.ic.raiseQueue(queue, false)
+		d.imu.Unlock()
+	}
+	return err
+}
+
+func (d *Device) rxComplete(q *rxQueue, n int) error {
+	r := q.resv
+	if !r.valid || r.gen != q.gen || r.head != q.rdh || len(q.bufs) != r.n || q.rxdctl&rxdctlEnable == 0 {
+		return ErrStale
+	}
+	_, size, ok := q.ring()
+	if !ok {
+		d.cnt.rxErrors.Add(1)
+		return ErrBadRing
+	}
+	bsize := q.bsize()
+	if n <= 0 || n > r.n*bsize {
+		d.cnt.ruc.add(1)
+		return ErrUndersize
+	}
+	first := q.bufs[0]
+	bcast, mcast, err := d.admit(first[:min(len(first), n)], n)
+	if err != nil {
+		return err
+	}
+	need := (n + bsize - 1) / bsize
+	q.descs, q.bufs = q.descs[:need], q.bufs[:need]
+	q.lens = q.lens[:0]
+	for i := 0; i < need; i++ {
+		q.lens = append(q.lens, min(bsize, n-i*bsize))
+		q.bufs[i] = q.bufs[i][:q.lens[i]]
+	}
+	pktType, status, errs, _ := rxOffload(q.bufs, n)
+	d.rxWriteBack(q, size, pktType, status, errs, 0, 0, q.descType() == descTypeLegacy)
+	d.rxCount(q.idx, n, bcast, mcast)
+	return nil
+}
