@@ -1,0 +1,293 @@
+package virtionet
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/govmm/govmm/devices/nic"
+	"github.com/govmm/govmm/devices/virtio/pcitransport"
+	"github.com/govmm/govmm/devices/virtio/queue"
+	"github.com/govmm/govmm/devices/virtio/queue/queuetest"
+	"github.com/govmm/govmm/vmm/guestmem"
+)
+
+// fakeModel records what the device lends it and lets the test play the
+// wire: Deliver writes a frame into the posted buffers like a NIC DMA.
+type fakeModel struct {
+	caps nic.Capabilities
+	mu   sync.Mutex
+	cfg  nic.Config
+	sink nic.Sink
+	bufs []nic.Buf
+	sent [][]byte
+	stop atomic.Bool
+}
+
+func (f *fakeModel) Name() string                   { return "fake" }
+func (f *fakeModel) Capabilities() nic.Capabilities { return f.caps }
+func (f *fakeModel) Start(cfg nic.Config, s nic.Sink) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cfg, f.sink = cfg, s
+	return nil
+}
+func (f *fakeModel) PostRx(b []nic.Buf) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, x := range b {
+		f.bufs = append(f.bufs, nic.Buf{ID: x.ID, Segs: append([][]byte(nil), x.Segs...)})
+	}
+	return len(b)
+}
+func (f *fakeModel) Transmit(frames []nic.Buf) {
+	ids := []uint16{}
+	for _, fr := range frames {
+		f.mu.Lock()
+		f.sent = append(f.sent, bytes.Join(fr.Segs, nil))
+		f.mu.Unlock()
+		ids = append(ids, fr.ID)
+	}
+	f.sink.TxDone(ids)
+}
+func (f *fakeModel) Stop() []nic.Buf {
+	f.stop.Store(true)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b := f.bufs
+	f.bufs = nil
+	return b
+}
+
+func (f *fakeModel) posted() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.bufs)
+}
+
+// deliver writes frame (header included) across as many posted buffers as
+// needed, the way the tap model does, and completes them.
+func (f *fakeModel) deliver(frame []byte) {
+	f.mu.Lock()
+	var used []nic.Used
+	rest := frame
+	for len(rest) > 0 {
+		b := f.bufs[0]
+		f.bufs = f.bufs[1:]
+		w := 0
+		for _, s := range b.Segs {
+			k := copy(s, rest)
+			rest, w = rest[k:], w+k
+		}
+		used = append(used, nic.Used{ID: b.ID, Written: uint32(w)})
+	}
+	f.mu.Unlock()
+	f.sink.RxFrame(used)
+}
+
+type countIRQ struct{ n atomic.Int32 }
+
+func (c *countIRQ) Trigger() error { c.n.Add(1); return nil }
+
+type rig struct {
+	dev          *Net
+	model        *fakeModel
+	rxD, txD     *queuetest.Driver
+	rxQ, txQ     *queue.Queue
+	rxBell       int
+	txBell       int
+	rxIRQ, txIRQ countIRQ
+}
+
+func newRig(t *testing.T, mergeable bool, features uint64) *rig {
+	t.Helper()
+	r := &rig{model: &fakeModel{caps: nic.Capabilities{Csum: true, TSO: true}}}
+	var err error
+	r.rxD, err = queuetest.New(queuetest.Config{Size: 64, GPA: 0x10000, EventIdx: true})
+	require.NoError(t, err)
+	r.txD, err = queuetest.New(queuetest.Config{Size: 64, GPA: 0x1000_0000, EventIdx: true})
+	require.NoError(t, err)
+	mem, err := guestmem.FromRegions(r.rxD.Mem.Regions()[0], r.txD.Mem.Regions()[0])
+	require.NoError(t, err)
+	r.rxQ, r.txQ = queue.New(64), queue.New(64)
+	r.rxQ.SetEventIdx(true)
+	r.txQ.SetEventIdx(true)
+	require.NoError(t, r.rxD.Configure(r.rxQ))
+	require.NoError(t, r.txD.Configure(r.txQ))
+	r.rxBell, _ = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	r.txBell, _ = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	t.Cleanup(func() { unix.Close(r.rxBell); unix.Close(r.txBell) })
+	r.dev, err = New(Config{MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, MTU: 1500, Mergeable: mergeable, Model: r.model})
+	require.NoError(t, err)
+	if mergeable {
+		features |= FeatMrgRxbuf
+	}
+	require.NoError(t, r.dev.Activate(pcitransport.Activation{
+		Features: features | FeatVersion1 | FeatEventIdx,
+		Mem:      mem,
+		Queues: []pcitransport.ActiveQueue{
+			{Index: rxQ, Queue: r.rxQ, Interrupt: &r.rxIRQ, Doorbell: r.rxBell},
+			{Index: txQ, Queue: r.txQ, Interrupt: &r.txIRQ, Doorbell: r.txBell},
+		},
+	}))
+	t.Cleanup(r.dev.Reset)
+	return r
+}
+
+func kick(fd int) { _, _ = unix.Write(fd, one) }
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestFeaturesFollowModelCapabilities(t *testing.T) {
+	mk := func(caps nic.Capabilities, mrg bool) uint64 {
+		n, err := New(Config{MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, Mergeable: mrg, Model: &fakeModel{caps: caps}})
+		require.NoError(t, err)
+		return n.Features()
+	}
+	f := mk(nic.Capabilities{}, false)
+	require.NotZero(t, f&FeatVersion1)
+	require.NotZero(t, f&FeatEventIdx)
+	require.Zero(t, f&(FeatCsum|FeatGuestCsum|FeatHostTSO4|FeatGuestTSO4|FeatMrgRxbuf), "offloads are never assumed")
+	f = mk(nic.Capabilities{Csum: true, TSO: true}, true)
+	require.Equal(t, uint64(FeatCsum|FeatGuestCsum|FeatHostTSO4|FeatGuestTSO4|FeatMrgRxbuf),
+		f&(FeatCsum|FeatGuestCsum|FeatHostTSO4|FeatGuestTSO4|FeatMrgRxbuf))
+
+	_, err := New(Config{MAC: net.HardwareAddr{1, 2}, Model: &fakeModel{}})
+	require.Error(t, err)
+}
+
+func TestConfigSpace(t *testing.T) {
+	n, err := New(Config{MAC: net.HardwareAddr{0x52, 0x54, 0, 1, 2, 3}, MTU: 9000, Model: &fakeModel{}})
+	require.NoError(t, err)
+	b := make([]byte, 16)
+	n.ReadConfig(0, b)
+	require.Equal(t, []byte{0x52, 0x54, 0, 1, 2, 3}, b[:6])
+	require.Equal(t, uint16(1), binary.LittleEndian.Uint16(b[6:]), "link up")
+	require.Equal(t, uint16(1), binary.LittleEndian.Uint16(b[8:]), "one queue pair")
+	require.Equal(t, uint16(9000), binary.LittleEndian.Uint16(b[10:]))
+	require.Equal(t, make([]byte, 4), b[12:], "bytes past the end read 0")
+	n.ReadConfig(1<<40, b[:2]) // hostile offset: no panic
+}
+
+// A frame spanning three mergeable buffers: one used entry per buffer, and
+// num_buffers = 3 in the first buffer's header (§5.1.6.4).
+func TestReceiveMergeable(t *testing.T) {
+	r := newRig(t, true, 0)
+	for i := 0; i < 8; i++ {
+		_, err := r.rxD.AddChain(nil, []uint32{2048})
+		require.NoError(t, err)
+	}
+	kick(r.rxBell)
+	waitFor(t, "buffers lent to the model", func() bool { return r.model.posted() == 8 })
+
+	frame := make([]byte, hdrLen+5000)
+	for i := hdrLen; i < len(frame); i++ {
+		frame[i] = byte(i)
+	}
+	r.model.deliver(frame)
+	var got []byte
+	for i := 0; i < 3; i++ {
+		u, ok, err := r.rxD.PopUsed()
+		require.NoError(t, err)
+		require.True(t, ok, "used entry %d", i)
+		got = append(got, u.Data[:u.Len]...)
+	}
+	_, ok, _ := r.rxD.PopUsed()
+	require.False(t, ok, "exactly three buffers used")
+	require.Equal(t, uint16(3), binary.LittleEndian.Uint16(got[numBuffersOff:]))
+	require.Equal(t, frame[hdrLen:], got[hdrLen:])
+	require.Positive(t, r.rxIRQ.n.Load())
+	require.Equal(t, uint64(1), r.dev.Stats.RxFrames.Load())
+	require.Equal(t, uint64(5000), r.dev.Stats.RxBytes.Load())
+}
+
+// Without MRG_RXBUF num_buffers must still be 1 (§5.1.6.4 with VERSION_1).
+func TestReceiveSingleBufferSetsNumBuffers(t *testing.T) {
+	r := newRig(t, false, 0)
+	_, err := r.rxD.AddChain(nil, []uint32{12, 1518})
+	require.NoError(t, err)
+	kick(r.rxBell)
+	waitFor(t, "buffer lent", func() bool { return r.model.posted() == 1 })
+	frame := append(make([]byte, hdrLen), bytes.Repeat([]byte{0xAB}, 100)...)
+	frame[numBuffersOff] = 0xEE // whatever the model left there is overwritten
+	r.model.deliver(frame)
+	u, ok, err := r.rxD.PopUsed()
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, uint32(hdrLen+100), u.Len)
+	require.Equal(t, uint16(1), binary.LittleEndian.Uint16(u.Data[numBuffersOff:]))
+}
+
+// Malformed receive chains go back to the driver with length 0 and are
+// counted; good ones around them still reach the model.
+func TestReceiveRejectsBadChains(t *testing.T) {
+	r := newRig(t, true, 0)
+	_, err := r.rxD.AddChain([][]byte{{1, 2, 3}}, []uint32{2048}) // readable part: not a receive buffer
+	require.NoError(t, err)
+	_, err = r.rxD.AddChain(nil, []uint32{4}) // smaller than the header
+	require.NoError(t, err)
+	_, err = r.rxD.AddChain(nil, []uint32{2048})
+	require.NoError(t, err)
+	kick(r.rxBell)
+	waitFor(t, "good buffer lent", func() bool { return r.model.posted() == 1 })
+	for i := 0; i < 2; i++ {
+		u, ok, err := r.rxD.PopUsed()
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Zero(t, u.Len)
+	}
+	require.Equal(t, uint64(2), r.dev.Stats.RxBadChains.Load())
+}
+
+func TestTransmit(t *testing.T) {
+	r := newRig(t, true, 0)
+	hdr := make([]byte, hdrLen)
+	payload := bytes.Repeat([]byte("govmm"), 300)
+	_, err := r.txD.AddChain([][]byte{hdr, payload[:700], payload[700:]}, nil)
+	require.NoError(t, err)
+	_, err = r.txD.AddChain([][]byte{{1, 2}}, nil) // shorter than the header: dropped, returned
+	require.NoError(t, err)
+	kick(r.txBell)
+	waitFor(t, "tx used", func() bool { i, _ := r.txD.UsedIdx(); return i == 2 })
+	r.model.mu.Lock()
+	require.Len(t, r.model.sent, 1)
+	require.Equal(t, append(hdr, payload...), r.model.sent[0])
+	r.model.mu.Unlock()
+	require.Equal(t, uint64(1), r.dev.Stats.TxFrames.Load())
+	require.Equal(t, uint64(len(payload)), r.dev.Stats.TxBytes.Load())
+	require.Equal(t, uint64(1), r.dev.Stats.TxBadChains.Load())
+	require.Positive(t, r.txIRQ.n.Load())
+}
+
+func TestResetStopsModelAndWorkers(t *testing.T) {
+	r := newRig(t, true, 0)
+	r.dev.Reset()
+	require.True(t, r.model.stop.Load())
+	r.dev.Reset() // idempotent
+}
+
+func TestActivateNeedsBothQueues(t *testing.T) {
+	n, err := New(Config{MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, Model: &fakeModel{}})
+	require.NoError(t, err)
+	require.Error(t, n.Activate(pcitransport.Activation{Features: FeatVersion1}))
+}
+
+func TestFeatureString(t *testing.T) {
+	require.Equal(t, "MAC,MRG_RXBUF,VERSION_1", FeatureString(FeatMAC|FeatMrgRxbuf|FeatVersion1))
+}
