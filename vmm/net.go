@@ -30,6 +30,7 @@ type NetDevice struct {
 	Dev       *virtionet.Net
 	transport *pcitransport.Transport
 	model     interface{ Close() error }
+	modelName string
 }
 
 // addNet builds the model, the virtio-net device and its PCI function.
@@ -68,7 +69,7 @@ func (m *Machine) addNet(c NetConfig) error {
 	if _, err := m.PCI.Add(tr); err != nil {
 		return fmt.Errorf("net %s: %w", c.Tap, err)
 	}
-	m.nets = append(m.nets, &NetDevice{Config: c, Dev: dev, transport: tr, model: model.(interface{ Close() error })})
+	m.nets = append(m.nets, &NetDevice{Config: c, Dev: dev, transport: tr, model: model.(interface{ Close() error }), modelName: model.Name()})
 	return nil
 }
 
