@@ -2,6 +2,7 @@ package tests
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -34,6 +35,10 @@ busybox nc -l -p 5004 >"$WORK/g" &
 recv=$!
 %[2]s
 echo "RESULT: vmm-exit $?"
+if [ -f "$WORK/stats.json" ]; then
+	echo "RESULT: stats-rx-frames $(sed -n 's/.*"rx_frames": \([0-9]*\).*/\1/p' "$WORK/stats.json")"
+	echo "RESULT: stats-tx-frames $(sed -n 's/.*"tx_frames": \([0-9]*\).*/\1/p' "$WORK/stats.json")"
+fi
 wait $recv
 echo "RESULT: host-recv-sha $(sha256sum "$WORK/g" | cut -d' ' -f1)"
 `, hostIP, vmm)
@@ -67,7 +72,7 @@ sleep 5
 `
 
 func govmmNet(netOpts string) string {
-	return `"$GOVMM" --log-level info run --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M ` +
+	return `"$GOVMM" --log-level info run --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M --stats "$WORK/stats.json" ` +
 		`--net tap=tap0,mac=` + guestMAC + netOpts + ` --cmdline "console=ttyS0 panic=-1 quiet govmm.ip=` + guestIP + `/24 govmm.run=/net.sh"`
 }
 
@@ -120,9 +125,18 @@ true`),
 	for _, r := range res {
 		if r.Name == "qemu-vhost-off" {
 			r.Values["vmm-exit"] = "0" // QEMU is stopped by the script, see above
+		} else {
+			// 64 MiB each way is at least 1024 frames even as 64 KiB GSO frames.
+			assert.Greater(t, atoi(r.Values["stats-rx-frames"]), 1000, "%s: --stats rx_frames", r.Name)
+			assert.Greater(t, atoi(r.Values["stats-tx-frames"]), 1000, "%s: --stats tx_frames", r.Name)
 		}
 		assert.True(t, strings.Contains(r.Output, "GOVMM-GUEST: eth0"), "%s: eth0 did not come up", r.Name)
 		assert.Equal(t, "virtio_net", r.Values["driver"], r.Name)
 		checkNet(t, r)
 	}
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }
