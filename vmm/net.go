@@ -11,6 +11,7 @@ import (
 	"github.com/govmm/govmm/devices/virtio/pcitransport"
 	"github.com/govmm/govmm/devices/virtionet"
 	"github.com/govmm/govmm/vmm/pci/msix"
+	"github.com/govmm/govmm/zerocopy"
 )
 
 // NetConfig is one --net interface.
@@ -19,7 +20,8 @@ type NetConfig struct {
 	MAC       net.HardwareAddr // nil: a random locally administered address
 	MTU       uint16           // 0: not offered to the guest
 	Mergeable bool             // offer VIRTIO_NET_F_MRG_RXBUF
-	Path      string           // "copy" (the tap model); "zerocopy" lands with the zero-copy issue
+	Path      string           // "zerocopy" (the 82599 path, default) or "copy" (the tap model)
+	PinLimit  uint64           // zero-copy: bytes of guest rx buffers registered with the NIC (0: default)
 	// OnActivate is called when the guest driver brings the device up.
 	OnActivate func(model string, features uint64)
 }
@@ -29,7 +31,8 @@ type NetDevice struct {
 	Config    NetConfig
 	Dev       *virtionet.Net
 	transport *pcitransport.Transport
-	model     interface{ Close() error }
+	model     nic.Model
+	closeFn   func() error
 	modelName string
 }
 
@@ -39,15 +42,38 @@ func (m *Machine) addNet(c NetConfig) error {
 		c.MAC = randomMAC()
 	}
 	var model nic.Model
+	var closer func() error
 	switch c.Path {
-	case "", "copy":
+	case "copy":
 		t, err := tap.Open(c.Tap)
 		if err != nil {
 			return err
 		}
-		model = t
+		model, closer = t, t.Close
+	case "", "zerocopy":
+		port, err := zerocopy.OpenTap(c.Tap)
+		if err != nil {
+			return err
+		}
+		var mac [6]byte
+		copy(mac[:], c.MAC)
+		pin := zerocopy.PinLimit{}
+		if c.PinLimit != 0 {
+			pin = zerocopy.DefaultPinLimit(virtionet.QueueSize)
+			pin.Bytes = c.PinLimit
+		}
+		zc, err := zerocopy.NewModel(zerocopy.Config{
+			MAC: mac, Mem: m.Mem, Port: port, RxQueueSize: virtionet.QueueSize,
+			Pin: pin, MTU: int(c.MTU), Log: m.log,
+		})
+		if err != nil {
+			port.Close()
+			return err
+		}
+		model = zc
+		closer = func() error { zc.Close(); return port.Close() }
 	default:
-		return fmt.Errorf("--net path=%s is not available yet", c.Path)
+		return fmt.Errorf("--net path=%s: want zerocopy or copy", c.Path)
 	}
 	dev, err := virtionet.New(virtionet.Config{
 		MAC: c.MAC, MTU: c.MTU, Mergeable: c.Mergeable, Model: model,
@@ -69,7 +95,7 @@ func (m *Machine) addNet(c NetConfig) error {
 	if _, err := m.PCI.Add(tr); err != nil {
 		return fmt.Errorf("net %s: %w", c.Tap, err)
 	}
-	m.nets = append(m.nets, &NetDevice{Config: c, Dev: dev, transport: tr, model: model.(interface{ Close() error }), modelName: model.Name()})
+	m.nets = append(m.nets, &NetDevice{Config: c, Dev: dev, transport: tr, model: model, closeFn: closer, modelName: model.Name()})
 	return nil
 }
 
@@ -79,7 +105,7 @@ func (m *Machine) Nets() []*NetDevice { return m.nets }
 func (m *Machine) closeNets() error {
 	var errs []error
 	for _, n := range m.nets {
-		errs = append(errs, n.transport.Close(), n.model.Close())
+		errs = append(errs, n.transport.Close(), n.closeFn())
 	}
 	m.nets = nil
 	return errors.Join(errs...)

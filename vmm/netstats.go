@@ -1,5 +1,7 @@
 package vmm
 
+import "github.com/govmm/govmm/zerocopy"
+
 // NetStats is one NIC's line in the --stats file. "Copied" means the frame
 // did not land in the guest buffer by NIC DMA into a registered buffer: on
 // the path=copy baseline every received frame is copied into guest memory
@@ -25,12 +27,8 @@ type NetStats struct {
 	PinnedBytesPeak   uint64 `json:"pinned_bytes_peak"`
 	PinLimitBytes     uint64 `json:"pin_limit_bytes"`
 	HeadroomFallbacks uint64 `json:"headroom_fallbacks"`
-}
-
-// ModelStats is implemented by NIC models that account for zero-copy
-// placement and pinned memory themselves (the zero-copy path).
-type ModelStats interface {
-	FillStats(s *NetStats)
+	// FallbackReasons says why chains were not zero-copy (zero-copy path).
+	FallbackReasons map[string]uint64 `json:"fallback_reasons,omitempty"`
 }
 
 // Stats returns the NIC's counters.
@@ -47,8 +45,14 @@ func (n *NetDevice) Stats(name string) NetStats {
 		TxBytes:     d.TxBytes.Load(),
 		TxBadChains: d.TxBadChains.Load(),
 	}
-	if ms, ok := n.model.(ModelStats); ok {
-		ms.FillStats(&s)
+	if zc, ok := n.model.(*zerocopy.Model); ok {
+		z := zc.Stats()
+		s.RxZeroCopyFrames, s.RxCopiedFrames, s.RxCopiedBytes = z.RxZeroCopyFrames, z.RxCopiedFrames, z.RxCopiedBytes
+		s.RxDroppedNoBuffer = z.RxDroppedNoBuffer
+		s.TxZeroCopyFrames, s.TxCopiedBytes = z.TxZeroCopyFrames, z.TxCopiedBytes
+		s.PinnedBytes, s.PinnedBytesPeak, s.PinLimitBytes = z.PinnedBytes, z.PinnedBytesPeak, z.PinLimitBytes
+		s.HeadroomFallbacks = z.HeadroomFallbacks
+		s.FallbackReasons = z.FallbackReasons
 		return s
 	}
 	// The tap baseline: the host kernel copies every frame between the

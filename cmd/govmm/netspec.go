@@ -9,9 +9,9 @@ import (
 	"github.com/govmm/govmm/vmm"
 )
 
-// parseNetSpec parses tap=NAME[,mac=MAC][,mtu=N][,mrg-rxbuf=on|off][,path=copy|zerocopy].
+// parseNetSpec parses tap=NAME[,mac=MAC][,mtu=N][,mrg-rxbuf=on|off][,path=zerocopy|copy][,pin-limit=SIZE].
 func parseNetSpec(spec string) (vmm.NetConfig, error) {
-	c := vmm.NetConfig{Mergeable: true, Path: "copy"}
+	c := vmm.NetConfig{Mergeable: true, Path: "zerocopy"}
 	for _, kv := range strings.Split(spec, ",") {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || v == "" {
@@ -47,6 +47,12 @@ func parseNetSpec(spec string) (vmm.NetConfig, error) {
 			default:
 				return c, fmt.Errorf("--net %q: mrg-rxbuf must be on or off", spec)
 			}
+		case "pin-limit":
+			n, err := ParseSize(v)
+			if err != nil || n < 64<<10 {
+				return c, fmt.Errorf("--net %q: pin-limit %q must be a size of at least 64K", spec, v)
+			}
+			c.PinLimit = n
 		case "path":
 			if v != "copy" && v != "zerocopy" {
 				return c, fmt.Errorf("--net %q: path must be copy or zerocopy", spec)

@@ -13,16 +13,18 @@ func TestParseNetSpec(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "tap0", c.Tap)
 	require.True(t, c.Mergeable, "MRG_RXBUF is offered by default")
-	require.Equal(t, "copy", c.Path)
+	require.Equal(t, "zerocopy", c.Path, "the zero-copy path is the default")
 
-	c, err = parseNetSpec("tap=t1,mac=52:54:00:12:34:56,mtu=9000,mrg-rxbuf=off,path=copy")
+	c, err = parseNetSpec("tap=t1,mac=52:54:00:12:34:56,mtu=9000,mrg-rxbuf=off,path=copy,pin-limit=2M")
 	require.NoError(t, err)
 	require.Equal(t, net.HardwareAddr{0x52, 0x54, 0, 0x12, 0x34, 0x56}, c.MAC)
 	require.Equal(t, uint16(9000), c.MTU)
 	require.False(t, c.Mergeable)
+	require.Equal(t, "copy", c.Path)
+	require.Equal(t, uint64(2<<20), c.PinLimit)
 
 	for _, bad := range []string{"", "tap", "tap=", "mac=52:54:00:12:34:56", "tap=t,mac=zz", "tap=t,mac=01:00:5e:00:00:01",
-		"tap=t,mtu=10", "tap=t,mtu=70000", "tap=t,mrg-rxbuf=maybe", "tap=t,path=fast", "tap=t,color=red", "tap=abcdefghijklmnopq"} {
+		"tap=t,mtu=10", "tap=t,mtu=70000", "tap=t,mrg-rxbuf=maybe", "tap=t,path=fast", "tap=t,color=red", "tap=t,pin-limit=1K", "tap=t,pin-limit=x", "tap=abcdefghijklmnopq"} {
 		_, err := parseNetSpec(bad)
 		require.Error(t, err, bad)
 	}

@@ -62,6 +62,13 @@ type Config struct {
 	DMA    DMA
 	Wire   Wire // may be nil: transmitted frames are counted and discarded
 	IRQ    IRQ  // may be nil: interrupts are not delivered
+	// RxNotify, if set, is called whenever the receive state of a queue
+	// (-1: possibly every queue) may have changed: the driver posted
+	// descriptors (RDT), (re)configured or enabled a queue or the receive
+	// unit, or reset the device. A port reader waiting in RxNoRoom uses it
+	// as its wake-up. It is called on the vCPU thread of the register
+	// write, without device locks held, and must not block.
+	RxNotify func(queue int)
 }
 
 // MaxQueues is the number of rx and tx queues of the 82599 (§1.3).
@@ -178,6 +185,13 @@ func (d *Device) reset() {
 	s[regDTXTCPFLGL/4] = 0x0FF6<<16 | 0x0FF6 // §8.2.3.9.12: first/middle segment TCP flag masks
 	s[regDTXTCPFLGH/4] = 0x0F7F              // last segment mask
 	s[regRXCSUM/4] = 0
+	// Packet buffer sizes (RXPBSIZE §8.2.3.8, TXPBSIZE §8.2.3.9 defaults):
+	// all 512 KB / 160 KB in buffer 0 without DCB. ixgbe_sw_init computes
+	// its flow-control watermarks from RXPBSIZE(0) before configuring the
+	// buffers and warns "Packet Buffer(0) can not provide enough headroom"
+	// if it reads 0.
+	s[regRXPBSIZE/4] = 0x00080000
+	s[regTXPBSIZE/4] = 0x000A0000
 	d.gioDis = false
 	d.rarValid = [2]uint64{}
 	// RAL/RAH(0) are loaded from the EEPROM LAN core section (§8.2.3.7.9).

@@ -52,8 +52,29 @@ func init() {
 	def(regANLP1, 0, &regOps{read: func(*Device, int) uint32 { return anlp1ANState }, write: ignoreWrite})
 	// Receive status registers that must read "ready" (§8.2.3.8.8, §8.2.3.26).
 	def(regRDRXCTL, 0, &regOps{read: func(d *Device, _ int) uint32 { return plainRead(regRDRXCTL)(d, 0) | rdrxctlDMAIDone }, write: plainWrite(regRDRXCTL)})
-	def(regSECRXSTAT, 0, &regOps{read: func(*Device, int) uint32 { return 1 }, write: ignoreWrite})
-	def(regSECTXSTAT, 0, &regOps{read: func(*Device, int) uint32 { return 1 }, write: ignoreWrite})
+	// The security block is always ready, and IPsec offload reads as fused
+	// off: the model does not implement it, and Linux
+	// (ixgbe_init_ipsec_offload) then does not advertise ESP offload.
+	secStat := &regOps{read: func(*Device, int) uint32 { return secStatRdy | secStatOffDis }, write: ignoreWrite}
+	def(regSECRXSTAT, 0, secStat)
+	def(regSECTXSTAT, 0, secStat)
+	// Receive enable (§8.2.3.8.10): the port reader must learn about it.
+	def(regRXCTRL, 0, &regOps{read: plainRead(regRXCTRL), write: func(d *Device, _ int, v uint32) {
+		plainWrite(regRXCTRL)(d, 0, v)
+		d.rxNotify(-1)
+	}})
+	// Flow Director (§7.1.2.7, §8.2.3.21): there is no filter table, but
+	// table initialisation completes at once (FDIRCTRL.INIT_DONE, which
+	// ixgbe_fdir_enable_82599 / ixgbe_reinit_fdir_tables_82599 poll) and
+	// filter commands complete at once (FDIRCMD.CMD self-clears,
+	// ixgbe_fdir_check_cmd_complete). All frames go to the queue the VMM
+	// delivers to, as if no filter matched.
+	def(regFDIRCTRL, 0, &regOps{read: plainRead(regFDIRCTRL), write: func(d *Device, _ int, v uint32) {
+		plainWrite(regFDIRCTRL)(d, 0, v|fdirctrlInitDone)
+	}})
+	def(regFDIRCMD, 0, &regOps{read: plainRead(regFDIRCMD), write: func(d *Device, _ int, v uint32) {
+		plainWrite(regFDIRCMD)(d, 0, v&^fdircmdCmdMask)
+	}})
 
 	// RAL/RAH (§8.2.3.7.9, §8.2.3.7.10): canonical at 0xA200+8n, alias
 	// 0x5400+8n for n <= 15.
@@ -257,6 +278,7 @@ func (d *Device) writeCTRL(_ int, v uint32) {
 		// §4.2.1.6.1: software reset; CTRL.RST self-clears when done.
 		d.reset()
 		v &^= ctrlGIODis
+		defer d.rxNotify(-1)
 	}
 	// LNK_RST (§4.2.1.6.2) restarts link: the link comes straight back up,
 	// so nothing to do but self-clear.

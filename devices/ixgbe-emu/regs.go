@@ -121,14 +121,27 @@ const (
 	regSECRXCTRL = 0x08D00
 	regSECRXSTAT = 0x08D04
 	regSECTXSTAT = 0x08804
+	regRXPBSIZE  = 0x03C00 // + 4n, n = 0..7
+	regTXPBSIZE  = 0x0CC00 // + 4n, n = 0..7
+	regFDIRCTRL  = 0x0EE00
+	regFDIRCMD   = 0x0EE2C
 
 	rdrxctlDMAIDone = 1 << 3
-	rxctrlRXEN      = 1 << 0
-	fctrlMPE        = 1 << 8
-	fctrlUPE        = 1 << 9
-	fctrlBAM        = 1 << 10
-	mcstctrlMFE     = 1 << 2
-	rahAV           = 1 << 31
+	// SECRXSTAT/SECTXSTAT (security registers, §8.2.3.26): bit 0 SECRX_RDY /
+	// SECTX_RDY (security block idle), bit 1 SECRX_OFF_DIS / SECTX_OFF_DIS
+	// (security offload fused off).
+	secStatRdy    = 1 << 0
+	secStatOffDis = 1 << 1
+	// FDIRCTRL.INIT_DONE and FDIRCMD.CMD (bits 1:0, self-clearing when the
+	// command completes) (flow director registers, §8.2.3.21).
+	fdirctrlInitDone = 1 << 3
+	fdircmdCmdMask   = 0x3
+	rxctrlRXEN       = 1 << 0
+	fctrlMPE         = 1 << 8
+	fctrlUPE         = 1 << 9
+	fctrlBAM         = 1 << 10
+	mcstctrlMFE      = 1 << 2
+	rahAV            = 1 << 31
 
 	rxdctlEnable = 1 << 25
 	rxdctlSWFlsh = 1 << 26

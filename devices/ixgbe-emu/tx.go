@@ -2,8 +2,11 @@ package ixgbeemu
 
 import (
 	"encoding/binary"
+	"hash/crc32"
 	"sync"
 )
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Transmit path (datasheet §7.2).
 
@@ -253,6 +256,19 @@ func (d *Device) txSend(q *txQueue, total int, cmd, olinfo uint32) error {
 			return ErrBadRing
 		}
 		ipChecksum(f[maclen : maclen+iplen])
+	}
+	if olinfo&txdPoptsTXSM != 0 && l4t == tucmdL4TSCT {
+		// SCTP CRC32c offload (§7.2.5, transmit checksum offload; Linux
+		// advertises NETIF_F_SCTP_CRC on 82599): CRC-32C over the whole
+		// SCTP packet with the checksum field taken as 0, stored in the
+		// checksum field in little-endian byte order, as Linux
+		// sctp_compute_cksum does.
+		l4 := maclen + iplen
+		if l4+12 > total {
+			return ErrBadRing
+		}
+		clear(f[l4+8 : l4+12])
+		binary.LittleEndian.PutUint32(f[l4+8:], crc32.Checksum(f[l4:], castagnoli))
 	}
 	if olinfo&txdPoptsTXSM != 0 && l4t != tucmdL4TSCT {
 		l4 := maclen + iplen

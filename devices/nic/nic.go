@@ -21,6 +21,11 @@ package nic
 type Buf struct {
 	ID   uint16
 	Segs [][]byte
+	// GPAs optionally holds the guest-physical address of each segment,
+	// parallel to Segs. Models that only touch the host views leave it
+	// unused; a model that programs a DMA engine with guest addresses (the
+	// zero-copy 82599 path) needs it, and falls back to copying without it.
+	GPAs []uint64
 }
 
 // Len returns the buffer's capacity in bytes.

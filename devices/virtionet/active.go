@@ -30,6 +30,7 @@ type activeState struct {
 
 	rxMu    sync.Mutex
 	lent    [][][]byte // segments of each lent rx buffer, by head index
+	lentGPA [][]uint64 // their guest-physical addresses (for models that post them to a NIC)
 	rxChain queue.Chain
 	rxBufs  []nic.Buf
 
@@ -44,7 +45,7 @@ type activeState struct {
 }
 
 func newActive(n *Net, mem *guestmem.Memory, rx, tx *pcitransport.ActiveQueue, cfg nic.Config) (*activeState, error) {
-	st := &activeState{n: n, mem: mem, rx: *rx, tx: *tx, cfg: cfg, lent: make([][][]byte, rx.Queue.Size())}
+	st := &activeState{n: n, mem: mem, rx: *rx, tx: *tx, cfg: cfg, lent: make([][][]byte, rx.Queue.Size()), lentGPA: make([][]uint64, rx.Queue.Size())}
 	var err error
 	if st.stopFD, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
 		return nil, fmt.Errorf("virtionet: eventfd: %w", err)
@@ -139,12 +140,12 @@ func (st *activeState) postRx() {
 				returned = true
 				continue
 			}
-			segs := st.lent[c.Head][:0]
+			segs, gpas := st.lent[c.Head][:0], st.lentGPA[c.Head][:0]
 			for _, s := range c.Writable {
-				segs = append(segs, s.Buf)
+				segs, gpas = append(segs, s.Buf), append(gpas, s.GPA)
 			}
-			st.lent[c.Head] = segs
-			st.rxBufs = append(st.rxBufs, nic.Buf{ID: c.Head, Segs: segs})
+			st.lent[c.Head], st.lentGPA[c.Head] = segs, gpas
+			st.rxBufs = append(st.rxBufs, nic.Buf{ID: c.Head, Segs: segs, GPAs: gpas})
 		}
 		if len(st.rxBufs) > 0 {
 			if k := st.n.cfg.Model.PostRx(st.rxBufs); k < len(st.rxBufs) {
@@ -222,12 +223,13 @@ func (st *activeState) processTx() {
 				continue
 			}
 			segs := make([][]byte, 0, len(c.Readable))
+			gpas := make([]uint64, 0, len(c.Readable))
 			var n uint64
 			for _, s := range c.Readable {
-				segs = append(segs, s.Buf)
+				segs, gpas = append(segs, s.Buf), append(gpas, s.GPA)
 				n += uint64(len(s.Buf))
 			}
-			st.txFrames = append(st.txFrames, nic.Buf{ID: c.Head, Segs: segs})
+			st.txFrames = append(st.txFrames, nic.Buf{ID: c.Head, Segs: segs, GPAs: gpas})
 			st.n.Stats.TxFrames.Add(1)
 			st.n.Stats.TxBytes.Add(n - hdrLen)
 		}

@@ -16,10 +16,12 @@ import (
 
 // Queue indices (§5.1.2): receiveq1, transmitq1; no control queue.
 const (
-	rxQ       = 0
-	txQ       = 1
-	queueSize = 256
+	rxQ = 0
+	txQ = 1
 )
+
+// QueueSize is the maximum size of each virtqueue (what Linux uses).
+const QueueSize = 256
 
 // Config configures a device.
 type Config struct {
@@ -87,7 +89,7 @@ func (n *Net) Features() uint64 {
 }
 
 // QueueMaxSizes implements pcitransport.Device.
-func (n *Net) QueueMaxSizes() []uint16 { return []uint16{queueSize, queueSize} }
+func (n *Net) QueueMaxSizes() []uint16 { return []uint16{QueueSize, QueueSize} }
 
 // config space layout (§5.1.4): mac[6], status u16, max_virtqueue_pairs
 // u16, mtu u16.
