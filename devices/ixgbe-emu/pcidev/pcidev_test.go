@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	ixgbeemu "github.com/govmm/govmm/devices/ixgbe-emu"
 	"github.com/govmm/govmm/vmm/bus"
 	"github.com/govmm/govmm/vmm/guestmem"
 	"github.com/govmm/govmm/vmm/layout"
@@ -236,7 +235,14 @@ func (e *env) eepromRead(w uint32) uint16 {
 }
 
 func (e *env) put64(gpa uint64, v uint64) { binary.LittleEndian.PutUint64(e.ram[gpa:], v) }
-func (e *env) u64(gpa uint64) uint64      { return binary.LittleEndian.Uint64(e.ram[gpa:]) }
+
+// u64 loads a descriptor qword atomically, as the device writes it back
+// (the guest's ordered load of the status qword).
+func (e *env) u64(gpa uint64) uint64 {
+	v, err := e.mem.LoadUint64(gpa)
+	require.NoError(e.t, err)
+	return v
+}
 
 // probe is the driver's enumeration and ixgbe_probe/ixgbe_open register
 // sequence, reduced to one rx and one tx ring and three MSI-X vectors
@@ -571,5 +577,4 @@ func TestNewValidates(t *testing.T) {
 	defer unix.Close(fds[1])
 	_, err = New(Config{MAC: [6]byte{1}, Port: os.NewFile(uintptr(fds[0]), "p"), Mem: mem, AllocVector: alloc})
 	require.Error(t, err, "multicast MAC")
-	_ = ixgbeemu.MaxQueues
 }
