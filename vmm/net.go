@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/govmm/govmm/devices/ixgbe-emu/pcidev"
 	"github.com/govmm/govmm/devices/nic"
 	"github.com/govmm/govmm/devices/nic/tap"
 	"github.com/govmm/govmm/devices/virtio/pcitransport"
@@ -22,6 +23,9 @@ type NetConfig struct {
 	Mergeable bool             // offer VIRTIO_NET_F_MRG_RXBUF
 	Path      string           // "zerocopy" (the 82599 path, default) or "copy" (the tap model)
 	PinLimit  uint64           // zero-copy: bytes of guest rx buffers registered with the NIC (0: default)
+	// Model "ixgbe" puts the emulated Intel 82599 itself on the guest's
+	// PCI bus (the guest's ixgbe driver drives it) instead of virtio-net.
+	Model string
 	// OnActivate is called when the guest driver brings the device up.
 	OnActivate func(model string, features uint64)
 }
@@ -30,7 +34,8 @@ type NetConfig struct {
 type NetDevice struct {
 	Config    NetConfig
 	Dev       *virtionet.Net
-	transport *pcitransport.Transport
+	transport *pcitransport.Transport // virtio-net only
+	ixgbe     *pcidev.Device          // model=ixgbe only
 	model     nic.Model
 	closeFn   func() error
 	modelName string
@@ -40,6 +45,9 @@ type NetDevice struct {
 func (m *Machine) addNet(c NetConfig) error {
 	if c.MAC == nil {
 		c.MAC = randomMAC()
+	}
+	if c.Model == "ixgbe" {
+		return m.addIxgbe(c)
 	}
 	var model nic.Model
 	var closer func() error
@@ -99,13 +107,41 @@ func (m *Machine) addNet(c NetConfig) error {
 	return nil
 }
 
+// addIxgbe puts an emulated 82599 on the guest PCI bus, bridged to the tap.
+func (m *Machine) addIxgbe(c NetConfig) error {
+	var mac [6]byte
+	copy(mac[:], c.MAC)
+	dev, err := pcidev.New(pcidev.Config{
+		MAC: mac, Tap: c.Tap, Mem: m.Mem, Logger: m.log,
+		AllocVector: func() (msix.Vector, error) {
+			v, err := m.IRQ.AllocMSI()
+			if err != nil {
+				return nil, err // a plain nil, not a nil *MSIVector in an interface
+			}
+			return v, nil
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := m.PCI.Add(dev); err != nil {
+		dev.Close()
+		return fmt.Errorf("net %s: %w", c.Tap, err)
+	}
+	m.nets = append(m.nets, &NetDevice{Config: c, ixgbe: dev, closeFn: dev.Close, modelName: "ixgbe"})
+	return nil
+}
+
 // Nets returns the machine's NICs.
 func (m *Machine) Nets() []*NetDevice { return m.nets }
 
 func (m *Machine) closeNets() error {
 	var errs []error
 	for _, n := range m.nets {
-		errs = append(errs, n.transport.Close(), n.closeFn())
+		if n.transport != nil {
+			errs = append(errs, n.transport.Close())
+		}
+		errs = append(errs, n.closeFn())
 	}
 	m.nets = nil
 	return errors.Join(errs...)

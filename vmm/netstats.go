@@ -33,6 +33,12 @@ type NetStats struct {
 
 // Stats returns the NIC's counters.
 func (n *NetDevice) Stats(name string) NetStats {
+	if n.ixgbe != nil {
+		st := n.ixgbe.Stats()
+		return NetStats{Name: name, Tap: n.Config.Tap, Model: n.modelName,
+			RxFrames: st.RxFrames, RxBytes: st.RxBytes, TxFrames: st.TxFrames, TxBytes: st.TxBytes,
+			RxDroppedNoBuffer: st.RxMissed}
+	}
 	d := &n.Dev.Stats
 	s := NetStats{
 		Name:        name,

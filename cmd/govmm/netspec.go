@@ -53,6 +53,11 @@ func parseNetSpec(spec string) (vmm.NetConfig, error) {
 				return c, fmt.Errorf("--net %q: pin-limit %q must be a size of at least 64K", spec, v)
 			}
 			c.PinLimit = n
+		case "model":
+			if v != "virtio" && v != "ixgbe" {
+				return c, fmt.Errorf("--net %q: model must be virtio or ixgbe", spec)
+			}
+			c.Model = v
 		case "path":
 			if v != "copy" && v != "zerocopy" {
 				return c, fmt.Errorf("--net %q: path must be copy or zerocopy", spec)

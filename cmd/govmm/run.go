@@ -24,7 +24,7 @@ type RunCmd struct {
 	Cmdline string   `help:"Kernel command line." default:"console=ttyS0 panic=-1" placeholder:"STR"`
 	Mem     string   `help:"Guest RAM: a number with an optional K, M or G suffix (default unit MiB)." default:"512M" placeholder:"SIZE"`
 	CPUs    int      `help:"Number of vCPUs (1-32)." default:"1" name:"cpus" placeholder:"N"`
-	Net     []string `sep:"none" help:"Network interface: tap=NAME[,mac=MAC][,mtu=N][,mrg-rxbuf=on|off][,path=zerocopy|copy][,pin-limit=SIZE]. Repeatable. The tap is created if missing (and removed at exit). path=zerocopy (default): guest rx buffers are registered with an emulated Intel 82599 that writes frames straight into them; pin-limit caps the guest memory registered with it (default 1M). path=copy: the plain tap model." placeholder:"SPEC"`
+	Net     []string `sep:"none" help:"Network interface: tap=NAME[,mac=MAC][,mtu=N][,mrg-rxbuf=on|off][,path=zerocopy|copy][,pin-limit=SIZE][,model=virtio|ixgbe]. Repeatable. The tap is created if missing (and removed at exit). path=zerocopy (default): guest rx buffers are registered with an emulated Intel 82599 that writes frames straight into them; pin-limit caps the guest memory registered with it (default 1M). path=copy: the plain tap model. model=ixgbe: the guest sees the emulated 82599 itself (its ixgbe driver binds) instead of virtio-net." placeholder:"SPEC"`
 	Stats   string   `help:"Write per-NIC statistics as JSON to FILE every second and at exit (rx/tx frames, zero-copy vs copied, pinned bytes)." placeholder:"FILE"`
 	KVM     string   `help:"KVM device." default:"/dev/kvm" name:"kvm" placeholder:"PATH"`
 }

@@ -1,0 +1,78 @@
+package tests
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/govmm/govmm/tests/harness"
+)
+
+// ixgbeGuest checks the stock ixgbe driver against the 82599 model: probe
+// without errors, 10G link, traffic, counters, and a working link after
+// down/up and after reloading the driver.
+const ixgbeGuest = `#!/bin/sh
+H=` + hostIP + `
+dmesg | grep -i ixgbe | sed 's/^/DMESG: /'
+echo "RESULT: ixgbe-errors $(dmesg | grep -i ixgbe | grep -ci -E 'error|fail|invalid|hang')"
+echo "RESULT: driver $(ethtool -i eth0 | sed -n 's/^driver: //p')"
+echo "RESULT: speed $(ethtool eth0 | sed -n 's/.*Speed: //p')"
+echo "RESULT: link $(ethtool eth0 | sed -n 's/.*Link detected: //p')"
+echo "RESULT: mac $(cat /sys/class/net/eth0/address)"
+i=0; while ! ping -c1 -W1 $H >/dev/null 2>&1 && [ $i -lt 30 ]; do i=$((i+1)); done
+for s in 56 1472 8000; do
+	out=$(ping -c 20 -i 0.2 -W 2 -s $s $H)
+	echo "RESULT: ping$s-received $(echo "$out" | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')"
+	echo "RESULT: ping$s-rtt $(echo "$out" | sed -n 's/.*min\/avg\/max = //p')"
+done
+echo "RESULT: iperf-tx-mbps $(iperf3 -c $H -t 10 -f m | awk '/receiver/{print $(NF-2)}')"
+sleep 1
+echo "RESULT: iperf-rx-mbps $(iperf3 -c $H -t 10 -f m -R | awk '/receiver/{print $(NF-2)}')"
+ethtool -S eth0 | grep -E ' (rx|tx)_packets:' | sed 's/^ *//; s/: /-stat /; s/^/RESULT: /'
+ip link set eth0 down; ip link set eth0 up
+i=0; while ! ping -c1 -W1 $H >/dev/null 2>&1 && [ $i -lt 30 ]; do i=$((i+1)); done
+echo "RESULT: after-updown $(ping -c 5 -i 0.2 $H | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')"
+rmmod ixgbe && insmod /lib/modules/ixgbe.ko && echo "RESULT: reload ok"
+i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+ip addr add ` + guestIP + `/24 dev eth0; ip link set eth0 up
+i=0; while ! ping -c1 -W1 $H >/dev/null 2>&1 && [ $i -lt 30 ]; do i=$((i+1)); done
+echo "RESULT: after-reload $(ping -c 5 -i 0.2 $H | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')"
+`
+
+// TestIxgbeGuestVisible puts the 82599 model on the guest's PCI bus: the
+// stock Debian ixgbe driver is the judge.
+func TestIxgbeGuestVisible(t *testing.T) {
+	env := harness.Setup(t)
+	host := `/sbin/ip tuntap add dev tap0 mode tap
+/sbin/ip addr add ` + hostIP + `/24 dev tap0
+/sbin/ip link set tap0 up
+iperf3 -s -D >/dev/null
+"$GOVMM" --log-level info run --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M --cpus 2 \
+	--net tap=tap0,model=ixgbe,mac=` + guestMAC + ` --cmdline "console=ttyS0 panic=-1 quiet govmm.ip=` + guestIP + `/24 govmm.run=/ixgbe.sh"
+echo "RESULT: vmm-exit $?"
+`
+	res := env.Run(t, harness.Scenario{Name: "ixgbe", HostScript: host, GuestFiles: map[string]string{"/ixgbe.sh": ixgbeGuest},
+		Timeout: 5 * time.Minute, Network: true})
+	r := res[0]
+	v := r.Values
+	assert.False(t, r.TimedOut)
+	assert.Equal(t, "0", v["vmm-exit"])
+	assert.Equal(t, "ixgbe", v["driver"])
+	assert.Equal(t, "0", v["ixgbe-errors"], "ixgbe logged errors; see DMESG lines")
+	assert.Equal(t, "10000Mb/s", v["speed"])
+	assert.Equal(t, "yes", v["link"])
+	assert.Equal(t, guestMAC, v["mac"])
+	for _, s := range []string{"56", "1472", "8000"} {
+		assert.Equal(t, "20", v["ping"+s+"-received"], "ping -s %s", s)
+	}
+	assert.NotEmpty(t, v["iperf-tx-mbps"])
+	assert.NotEmpty(t, v["iperf-rx-mbps"])
+	assert.Greater(t, atoi(v["rx_packets-stat"]), 1000, "ethtool -S rx_packets counts the traffic")
+	assert.Greater(t, atoi(v["tx_packets-stat"]), 1000, "ethtool -S tx_packets counts the traffic")
+	assert.Equal(t, "5", v["after-updown"], "link works after down/up")
+	assert.Equal(t, "ok", v["reload"])
+	assert.Equal(t, "5", v["after-reload"], "link works after rmmod/insmod")
+	t.Logf("ixgbe: ping RTT 56B %s, 1472B %s, 8000B %s; iperf3 guest→host %s, host→guest %s Mbit/s",
+		v["ping56-rtt"], v["ping1472-rtt"], v["ping8000-rtt"], v["iperf-tx-mbps"], v["iperf-rx-mbps"])
+}
