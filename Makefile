@@ -24,6 +24,12 @@ unit:
 e2e:
 	$(GO) test -count=1 -timeout 80m -v ./tests/...
 
+## bench: device benchmarks (go test -bench), then the end-to-end table vs QEMU in one test-host boot (.cache/bench.json)
+bench:
+	scripts/install-deps
+	$(GO) test -run '^$$' -bench . -benchmem ./devices/... ./zerocopy/
+	GOVMM_BENCH=1 $(GO) test -count=1 -timeout 60m -run TestBenchmarkTable -v ./tests/
+
 build:
 	CGO_ENABLED=0 $(GO) build -o bin/govmm ./cmd/govmm
 

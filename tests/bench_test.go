@@ -1,0 +1,134 @@
+package tests
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/govmm/govmm/tests/harness"
+)
+
+// benchGuest measures from inside the guest: ping RTT avg and p99 over 100,
+// iperf3 TCP both ways (3 runs each, the host prints the median), UDP
+// 64-byte packets per second received by the host.
+const benchGuest = `#!/bin/sh
+H=` + hostIP + `
+i=0; while ! ping -c1 -W1 $H >/dev/null 2>&1 && [ $i -lt 30 ]; do i=$((i+1)); done
+ping -c 100 -i 0.05 -W 2 $H >/tmp/p
+echo "RESULT: ping-avg-ms $(sed -n 's/.*min\/avg\/max = [0-9.]*\/\([0-9.]*\)\/.*/\1/p' /tmp/p)"
+echo "RESULT: ping-p99-ms $(sed -n 's/.*time=\([0-9.]*\).*/\1/p' /tmp/p | sort -n | sed -n '99p')"
+for r in 1 2 3; do
+	echo "RESULT: tcp-tx$r $(iperf3 -c $H -t 5 -f m | awk '/receiver/{print $(NF-2)}')"; sleep 1
+	echo "RESULT: tcp-rx$r $(iperf3 -c $H -t 5 -f m -R | awk '/receiver/{print $(NF-2)}')"; sleep 1
+done
+echo "RESULT: udp64 $(iperf3 -c $H -u -l 64 -b 200M -t 5 | awk '/receiver/{split($(NF-2), a, "/"); print int((a[2]-a[1])/5)}')"
+`
+
+// benchHost boots one VMM, timing VMM start → guest init, and samples the
+// VMM's resident memory while the guest runs.
+func benchHost(proc, cmd string) string {
+	return `/sbin/ip tuntap add dev tap0 mode tap 2>/dev/null
+/sbin/ip addr add ` + hostIP + `/24 dev tap0 2>/dev/null
+/sbin/ip link set tap0 up
+pidof iperf3 >/dev/null || iperf3 -s -D >/dev/null
+( while sleep 1; do p=$(pidof ` + proc + `) && awk '/VmRSS/{print $2}' /proc/$p/status; done >"$WORK/rss" ) &
+sampler=$!
+` + timedBoot("vmm", cmd) + `
+kill $sampler
+echo "RESULT: rss-max-kb $(sort -n "$WORK/rss" | tail -1)"
+`
+}
+
+// TestBenchmarkTable is `make bench`: in ONE test-host boot (or natively),
+// the same guest under govmm zero-copy, govmm path=copy, and QEMU
+// virtio-net vhost=off / vhost=on / e1000e. It prints a table with ratios
+// to QEMU vhost=off and writes .cache/bench.json. Not part of `make test`.
+func TestBenchmarkTable(t *testing.T) {
+	if os.Getenv("GOVMM_BENCH") != "1" {
+		t.Skip("set GOVMM_BENCH=1 (make bench)")
+	}
+	env := harness.Setup(t)
+	files := map[string]string{"/bench.sh": benchGuest}
+	cmdline := `"console=ttyS0 panic=-1 quiet govmm.ip=` + guestIP + `/24 govmm.run=/bench.sh"`
+	govmm := `"$GOVMM" run --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M --net tap=tap0,mac=` + guestMAC
+	qemu := func(netdev, dev string) string {
+		return `cat "$INITRD" "$OVERLAY" >"$WORK/initrd"; qemu-system-x86_64 -enable-kvm -cpu host -m 512 -smp 1 -nographic -no-reboot -nodefaults -serial stdio ` +
+			`-kernel "$KERNEL" -initrd "$WORK/initrd" -append ` + cmdline + ` -netdev tap,id=n0,ifname=tap0,script=no,downscript=no` + netdev +
+			` -device ` + dev + `,netdev=n0,mac=` + guestMAC + `,romfile=`
+	}
+	type row struct{ name, proc, cmd string }
+	rows := []row{
+		{"govmm-zerocopy", "govmm", govmm + ` --cmdline ` + cmdline},
+		{"govmm-copy", "govmm", govmm + `,path=copy --cmdline ` + cmdline},
+	}
+	if env.Mode == harness.Nested {
+		rows = append(rows,
+			row{"qemu-vhost-off", "qemu-system-x86_64", qemu(",vhost=off", "virtio-net-pci")},
+			row{"qemu-vhost-on", "qemu-system-x86_64", qemu(",vhost=on", "virtio-net-pci")},
+			row{"qemu-e1000e", "qemu-system-x86_64", qemu("", "e1000e")})
+	}
+	var sc []harness.Scenario
+	for _, r := range rows {
+		sc = append(sc, harness.Scenario{Name: r.name, HostScript: benchHost(r.proc, r.cmd), GuestFiles: files, Timeout: 4 * time.Minute, Network: true})
+	}
+	res := env.Run(t, sc...)
+
+	type result struct {
+		Name      string  `json:"name"`
+		BootSecs  float64 `json:"boot_to_init_s"`
+		PingAvgMs float64 `json:"ping_avg_ms"`
+		PingP99Ms float64 `json:"ping_p99_ms"`
+		TCPTxMbps float64 `json:"tcp_guest_to_host_mbps_median"`
+		TCPRxMbps float64 `json:"tcp_host_to_guest_mbps_median"`
+		UDP64pps  float64 `json:"udp64_pps"`
+		RSSMaxKB  float64 `json:"vmm_rss_max_kb"`
+		Completed bool    `json:"completed"`
+	}
+	num := func(s string) float64 { f, _ := strconv.ParseFloat(strings.TrimSpace(s), 64); return f }
+	median := func(v map[string]string, k string) float64 {
+		xs := []float64{num(v[k+"1"]), num(v[k+"2"]), num(v[k+"3"])}
+		sort.Float64s(xs)
+		return xs[1]
+	}
+	var out []result
+	for _, r := range res {
+		v := r.Values
+		out = append(out, result{Name: r.Name, BootSecs: num(v["vmm-init-secs"]), PingAvgMs: num(v["ping-avg-ms"]), PingP99Ms: num(v["ping-p99-ms"]),
+			TCPTxMbps: median(v, "tcp-tx"), TCPRxMbps: median(v, "tcp-rx"), UDP64pps: num(v["udp64"]), RSSMaxKB: num(v["rss-max-kb"]),
+			Completed: !r.TimedOut && v["udp64"] != ""})
+	}
+	base := out[0]
+	for _, r := range out {
+		if r.Name == "qemu-vhost-off" {
+			base = r
+		}
+	}
+	ratio := func(a, b float64) string {
+		if b == 0 {
+			return "  -  "
+		}
+		return fmt.Sprintf("%5.2f", a/b)
+	}
+	var tb strings.Builder
+	fmt.Fprintf(&tb, "%-16s %8s %9s %9s %10s %10s %10s %9s   ratios to %s (boot, ping, tx, rx, udp)\n",
+		"vmm", "boot s", "ping ms", "p99 ms", "tx Mbit/s", "rx Mbit/s", "udp64 pps", "RSS MB", base.Name)
+	for _, r := range out {
+		fmt.Fprintf(&tb, "%-16s %8.2f %9.3f %9.3f %10.1f %10.1f %10.0f %9.1f   %s %s %s %s %s\n", r.Name, r.BootSecs, r.PingAvgMs, r.PingP99Ms,
+			r.TCPTxMbps, r.TCPRxMbps, r.UDP64pps, r.RSSMaxKB/1024,
+			ratio(r.BootSecs, base.BootSecs), ratio(r.PingAvgMs, base.PingAvgMs), ratio(r.TCPTxMbps, base.TCPTxMbps), ratio(r.TCPRxMbps, base.TCPRxMbps), ratio(r.UDP64pps, base.UDP64pps))
+	}
+	fmt.Print(tb.String())
+	t.Log("\n" + tb.String())
+	b, _ := json.MarshalIndent(map[string]any{"mode": env.Mode, "time": time.Now().UTC(), "results": out}, "", "  ")
+	path := filepath.Join(env.Cache, "bench.json")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote %s", path)
+}
