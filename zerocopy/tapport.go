@@ -4,19 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
-)
 
-// TUN ioctls and flags (include/uapi/linux/if_tun.h).
-const (
-	tunSetIff       = 0x400454CA
-	tunSetOffload   = 0x400454D0
-	tunSetVnetHdrSz = 0x400454D8
-	iffTap          = 0x0002
-	iffNoPI         = 0x1000
-	iffVnetHdr      = 0x4000
+	"github.com/govmm/govmm/devices/nic/tap"
 )
 
 // TapPort is a Port on a Linux tap with IFF_VNET_HDR: ReadFrame is one
@@ -34,21 +25,11 @@ type TapPort struct {
 
 // OpenTap attaches to (or creates) tap interface name.
 func OpenTap(name string) (*TapPort, error) {
-	if len(name) == 0 || len(name) >= unix.IFNAMSIZ {
-		return nil, fmt.Errorf("zerocopy: bad tap name %q", name)
-	}
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	fd, _, err := tap.OpenFD(name, true)
 	if err != nil {
-		return nil, fmt.Errorf("zerocopy: tap %s: open /dev/net/tun: %w", name, err)
+		return nil, fmt.Errorf("zerocopy: %w", err)
 	}
-	var req [unix.IFNAMSIZ + 64]byte
-	copy(req[:], name)
-	*(*uint16)(unsafe.Pointer(&req[unix.IFNAMSIZ])) = iffTap | iffNoPI | iffVnetHdr
-	if err := ioctl(fd, tunSetIff, uintptr(unsafe.Pointer(&req[0]))); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("zerocopy: tap %s: TUNSETIFF: %w", name, err)
-	}
-	if err := ioctl(fd, tunSetOffload, 0); err != nil {
+	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, 0); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("zerocopy: tap %s: TUNSETOFFLOAD: %w", name, err)
 	}
@@ -62,17 +43,9 @@ func OpenTap(name string) (*TapPort, error) {
 	return p, nil
 }
 
-func ioctl(fd int, req, arg uintptr) error {
-	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, arg); e != 0 {
-		return e
-	}
-	return nil
-}
-
 // SetHdrLen implements HdrLenSetter (TUNSETVNETHDRSZ).
 func (p *TapPort) SetHdrLen(n int) error {
-	v := int32(n)
-	if err := ioctl(p.fd, tunSetVnetHdrSz, uintptr(unsafe.Pointer(&v))); err != nil {
+	if err := unix.IoctlSetPointerInt(p.fd, unix.TUNSETVNETHDRSZ, n); err != nil {
 		return fmt.Errorf("zerocopy: TUNSETVNETHDRSZ %d: %w", n, err)
 	}
 	return nil

@@ -91,16 +91,20 @@ func TestEITRModeration(t *testing.T) {
 	r.wr(regEITR(0), ivUnits<<3)
 	require.Equal(t, time.Millisecond, r.d.ic.intervalLocked(&r.d.imu, 0))
 	f := udp4Frame(testMAC, payloadBytes(30))
+	start := time.Now()
 	for i := 0; i < 20; i++ {
 		require.NoError(t, r.d.Receive(0, f))
 		time.Sleep(100 * time.Microsecond)
 	}
+	elapsed := time.Since(start)     // on a loaded CI machine far more than 2 ms
 	time.Sleep(3 * time.Millisecond) // let the last deferred cause out
 	r.irq.mu.Lock()
 	times := append([]time.Time(nil), r.irq.times...)
 	r.irq.mu.Unlock()
 	require.GreaterOrEqual(t, len(times), 2, "deferred causes fire when the interval ends")
-	require.Less(t, len(times), 20, "moderated")
+	// At most one interrupt per interval while frames arrive, plus the
+	// deferred one after the last frame.
+	require.LessOrEqual(t, len(times), int(elapsed/time.Millisecond)+2, "moderated")
 	for i := 1; i < len(times); i++ {
 		require.GreaterOrEqual(t, times[i].Sub(times[i-1]), 950*time.Microsecond, "gap %d", i)
 	}

@@ -43,6 +43,8 @@
 package pcidev
 
 import (
+	"github.com/govmm/govmm/devices/nic/tap"
+
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -294,23 +296,12 @@ func (d *Device) closeFDs() {
 }
 
 // openTap attaches to tap interface name (creating a non-persistent one if
-// it does not exist) in plain IFF_TAP|IFF_NO_PI mode.
+// it does not exist) in plain IFF_TAP|IFF_NO_PI mode: the 82599 sees whole
+// Ethernet frames, no virtio_net_hdr.
 func openTap(name string) (int, error) {
-	if len(name) == 0 || len(name) >= unix.IFNAMSIZ {
-		return -1, fmt.Errorf("ixgbe pcidev: bad tap name %q", name)
-	}
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	fd, _, err := tap.OpenFD(name, false)
 	if err != nil {
-		return -1, fmt.Errorf("ixgbe pcidev: tap %s: open /dev/net/tun: %w", name, err)
-	}
-	ifr, err := unix.NewIfreq(name)
-	if err == nil {
-		ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
-		err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
-	}
-	if err != nil {
-		unix.Close(fd)
-		return -1, fmt.Errorf("ixgbe pcidev: tap %s: TUNSETIFF: %w", name, err)
+		return -1, fmt.Errorf("ixgbe pcidev: %w", err)
 	}
 	return fd, nil
 }

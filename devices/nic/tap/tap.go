@@ -12,25 +12,10 @@ import (
 	"log/slog"
 	"os"
 	"sync"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/govmm/govmm/devices/nic"
-)
-
-// TUN ioctls and flags (include/uapi/linux/if_tun.h).
-const (
-	tunSetIff       = 0x400454CA
-	tunSetOffload   = 0x400454D0
-	tunSetVnetHdrSz = 0x400454D8
-	iffTap          = 0x0002
-	iffNoPI         = 0x1000
-	iffVnetHdr      = 0x4000
-	tunFCsum        = 0x01
-	tunFTSO4        = 0x02
-	tunFTSO6        = 0x04
-	tunFTSOECN      = 0x08
 )
 
 // maxFrame bounds what one tap read can return: a 64 KiB GSO frame plus
@@ -57,23 +42,43 @@ type Tap struct {
 	iov [][]byte // reader-only scratch
 }
 
+// OpenFD opens tap interface name, creating it if it does not exist (a
+// created tap is not persistent: it disappears when the last descriptor
+// closes), in IFF_TAP|IFF_NO_PI mode plus IFF_VNET_HDR if vnetHdr. The
+// descriptor is non-blocking and close-on-exec. It is the one place govmm
+// talks TUNSETIFF; the tap model, the zero-copy port and the guest-visible
+// 82599 all open their taps through it.
+func OpenFD(name string, vnetHdr bool) (fd int, created bool, err error) {
+	if len(name) == 0 || len(name) >= unix.IFNAMSIZ {
+		return -1, false, fmt.Errorf("tap: bad interface name %q", name)
+	}
+	_, statErr := os.Stat("/sys/class/net/" + name)
+	fd, err = unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return -1, false, fmt.Errorf("tap %s: open /dev/net/tun: %w", name, err)
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err == nil {
+		flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI)
+		if vnetHdr {
+			flags |= unix.IFF_VNET_HDR
+		}
+		ifr.SetUint16(flags)
+		err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, false, fmt.Errorf("tap %s: TUNSETIFF: %w", name, err)
+	}
+	return fd, errors.Is(statErr, os.ErrNotExist), nil
+}
+
 // Open attaches to tap interface name, creating it if it does not exist
 // (a created tap is not persistent: it is deleted when govmm exits).
 func Open(name string) (*Tap, error) {
-	if len(name) == 0 || len(name) >= unix.IFNAMSIZ {
-		return nil, fmt.Errorf("tap: bad interface name %q", name)
-	}
-	_, statErr := os.Stat("/sys/class/net/" + name)
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	fd, created, err := OpenFD(name, true)
 	if err != nil {
-		return nil, fmt.Errorf("tap %s: open /dev/net/tun: %w", name, err)
-	}
-	var req [unix.IFNAMSIZ + 64]byte
-	copy(req[:], name)
-	*(*uint16)(unsafe.Pointer(&req[unix.IFNAMSIZ])) = iffTap | iffNoPI | iffVnetHdr
-	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), tunSetIff, uintptr(unsafe.Pointer(&req[0]))); e != 0 {
-		unix.Close(fd)
-		return nil, fmt.Errorf("tap %s: TUNSETIFF: %w", name, e)
+		return nil, err
 	}
 	var efd [2]int
 	for i := range efd {
@@ -85,7 +90,7 @@ func Open(name string) (*Tap, error) {
 	return &Tap{
 		name:    name,
 		f:       os.NewFile(uintptr(fd), "tap-"+name),
-		created: errors.Is(statErr, os.ErrNotExist),
+		created: created,
 		stopFD:  efd[0],
 		postFD:  efd[1],
 	}, nil
@@ -104,31 +109,23 @@ func (t *Tap) Created() bool { return t.created }
 // metadata in the vnet header.
 func (t *Tap) Capabilities() nic.Capabilities { return nic.Capabilities{Csum: true, TSO: true} }
 
-func (t *Tap) ioctl(req uintptr, arg uintptr) error {
-	if _, _, e := unix.Syscall(unix.SYS_IOCTL, t.f.Fd(), req, arg); e != 0 {
-		return e
-	}
-	return nil
-}
-
 // Start implements nic.Model.
 func (t *Tap) Start(cfg nic.Config, sink nic.Sink) error {
-	hdr := int32(cfg.HdrLen)
-	if err := t.ioctl(tunSetVnetHdrSz, uintptr(unsafe.Pointer(&hdr))); err != nil {
-		return fmt.Errorf("tap %s: TUNSETVNETHDRSZ %d: %w", t.name, hdr, err)
+	if err := unix.IoctlSetPointerInt(int(t.f.Fd()), unix.TUNSETVNETHDRSZ, cfg.HdrLen); err != nil {
+		return fmt.Errorf("tap %s: TUNSETVNETHDRSZ %d: %w", t.name, cfg.HdrLen, err)
 	}
 	// TUNSETOFFLOAD says what the reader (the guest) accepts.
-	var off uintptr
+	var off int
 	if cfg.GuestCsum {
-		off |= tunFCsum
+		off |= unix.TUN_F_CSUM
 		if cfg.GuestTSO4 {
-			off |= tunFTSO4 | tunFTSOECN
+			off |= unix.TUN_F_TSO4 | unix.TUN_F_TSO_ECN
 		}
 		if cfg.GuestTSO6 {
-			off |= tunFTSO6 | tunFTSOECN
+			off |= unix.TUN_F_TSO6 | unix.TUN_F_TSO_ECN
 		}
 	}
-	if err := t.ioctl(tunSetOffload, off); err != nil {
+	if err := unix.IoctlSetInt(int(t.f.Fd()), unix.TUNSETOFFLOAD, off); err != nil {
 		return fmt.Errorf("tap %s: TUNSETOFFLOAD %#x: %w", t.name, off, err)
 	}
 	t.cfg, t.sink = cfg, sink
