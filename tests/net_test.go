@@ -61,11 +61,13 @@ for s in 56 1472 8000; do
 done
 sleep 1
 echo "RESULT: iperf-tx-mbps $(iperf3 -c $H -t 10 -f m | awk '/receiver/{print $(NF-2)}')"
-sleep 1
-echo "RESULT: iperf-rx-mbps $(iperf3 -c $H -t 10 -f m -R | awk '/receiver/{print $(NF-2)}')"
-nc $H 5003 >/tmp/h
-echo "RESULT: guest-recv-sha $(sha256sum /tmp/h | cut -d' ' -f1)"
-rm /tmp/h
+if [ ! -f /no-rx-load ]; then
+	sleep 1
+	echo "RESULT: iperf-rx-mbps $(iperf3 -c $H -t 10 -f m -R | awk '/receiver/{print $(NF-2)}')"
+	nc $H 5003 >/tmp/h
+	echo "RESULT: guest-recv-sha $(sha256sum /tmp/h | cut -d' ' -f1)"
+	rm /tmp/h
+fi
 head -c 67108864 /dev/urandom >/tmp/g
 echo "RESULT: guest-sent-sha $(sha256sum /tmp/g | cut -d' ' -f1)"
 nc $H 5004 -e cat /tmp/g
@@ -81,6 +83,13 @@ func govmmNet(netOpts string) string {
 
 func checkNet(t *testing.T, r harness.Result) {
 	t.Helper()
+	checkNetLoad(t, r, true)
+}
+
+// checkNetLoad checks a netGuest run; rxLoad says whether the host→guest
+// iperf3 and 64 MiB transfer ran (see TestZeroCopy).
+func checkNetLoad(t *testing.T, r harness.Result, rxLoad bool) {
+	t.Helper()
 	require.False(t, r.TimedOut, "%s timed out", r.Name)
 	v := r.Values
 	assert.Equal(t, "0", v["vmm-exit"], r.Name)
@@ -88,12 +97,18 @@ func checkNet(t *testing.T, r harness.Result) {
 	for _, s := range []string{"56", "1472", "8000"} {
 		assert.Equal(t, "20", v["ping"+s+"-received"], "%s: ping -s %s", r.Name, s)
 	}
-	for _, k := range []string{"iperf-tx-mbps", "iperf-rx-mbps"} {
+	keys := []string{"iperf-tx-mbps"}
+	if rxLoad {
+		keys = append(keys, "iperf-rx-mbps")
+	}
+	for _, k := range keys {
 		assert.NotEmpty(t, v[k], "%s: %s", r.Name, k)
 		assert.NotEqual(t, "0.00", v[k], "%s: %s", r.Name, k)
 	}
-	require.Len(t, v["host-sent-sha"], 64)
-	assert.Equal(t, v["host-sent-sha"], v["guest-recv-sha"], "%s: 64 MiB host→guest", r.Name)
+	if rxLoad {
+		require.Len(t, v["host-sent-sha"], 64)
+		assert.Equal(t, v["host-sent-sha"], v["guest-recv-sha"], "%s: 64 MiB host→guest", r.Name)
+	}
 	require.Len(t, v["guest-sent-sha"], 64)
 	assert.Equal(t, v["guest-sent-sha"], v["host-recv-sha"], "%s: 64 MiB guest→host", r.Name)
 	t.Logf("%s: ping RTT min/avg/max 56B %s, 1472B %s, 8000B %s; iperf3 guest→host %s Mbit/s, host→guest %s Mbit/s",
