@@ -118,6 +118,10 @@ func (m *Machine) handleExit(c *kvm.VCPU) (Outcome, bool) {
 	case kvm.ExitHLT:
 		// Only seen without an in-kernel LAPIC; re-enter, KVM halts in kernel.
 	case kvm.ExitShutdown:
+		// The registers go to the log, not the one-line reason: they are for
+		// whoever debugs the guest. (On AMD, KVM re-initialises the vCPU on
+		// a shutdown intercept, so they show the reset state there.)
+		m.log.Error("triple fault", "vcpu", c.ID, "state", c.StateSummary())
 		return Outcome{Kind: Failure, Reason: fmt.Sprintf("vCPU %d: triple fault (KVM_EXIT_SHUTDOWN)", c.ID)}, true
 	case kvm.ExitSystemEvent:
 		switch t := c.SystemEvent(); t {
@@ -129,6 +133,7 @@ func (m *Machine) handleExit(c *kvm.VCPU) (Outcome, bool) {
 			return Outcome{Kind: Failure, Reason: fmt.Sprintf("vCPU %d: system event %d (crash)", c.ID, t)}, true
 		}
 	case kvm.ExitInternalError:
+		m.log.Error("KVM internal error", "vcpu", c.ID, "state", c.StateSummary())
 		return Outcome{Kind: Failure, Reason: fmt.Sprintf("vCPU %d: KVM internal error: %s", c.ID, c.InternalError())}, true
 	case kvm.ExitFailEntry:
 		return Outcome{Kind: Failure, Reason: fmt.Sprintf("vCPU %d: VM entry failed, hardware reason %#x", c.ID, c.FailEntryReason())}, true

@@ -40,6 +40,7 @@ type Model struct {
 
 	rxSize, txSize       uint32 // descriptors per ring
 	rxRing, txRing, txBB uint64 // bus addresses in the private region
+	txHdr                uint64 // TSO header scratch in the private region
 
 	mu      sync.Mutex
 	ncfg    nic.Config
@@ -69,6 +70,8 @@ type Model struct {
 	txTail   uint32
 	txHdrLen int // negotiated header length, for the tx path (under txMu)
 	txIDs    []uint16
+	txPieces []txPiece // txOne scratch (under txMu)
+	txRest   []txPiece
 
 	pin pinAccount
 	cnt counters
@@ -117,13 +120,14 @@ func NewModel(cfg Config) (*Model, error) {
 	rxBytes := alignUp(uint64(m.rxSize)*descBytes, pageSize)
 	txBytes := alignUp(uint64(m.txSize)*descBytes, pageSize)
 	m.rxRing, m.txRing, m.txBB = PrivateBase, PrivateBase+rxBytes, PrivateBase+rxBytes+txBytes
+	m.txHdr = m.txBB + alignUp(gsoMaxFrame, pageSize)
 	var err error
-	m.space, m.priv, err = NewSpace(cfg.Mem, int(rxBytes+txBytes+txMaxFrame))
+	m.space, m.priv, err = NewSpace(cfg.Mem, int(m.txHdr-PrivateBase+txHdrArea))
 	if err != nil {
 		return nil, err
 	}
 	m.wire.port = cfg.Port
-	m.dev, err = ixgbeemu.New(ixgbeemu.Config{MAC: cfg.MAC, Queues: 1, DMA: m.space, Wire: &m.wire})
+	m.dev, err = ixgbeemu.New(ixgbeemu.Config{MAC: cfg.MAC, Queues: 1, DMA: m.space, Wire: &m.wire, SkipRxChecksum: true})
 	if err != nil {
 		return nil, fmt.Errorf("zerocopy: %w", err)
 	}
@@ -138,10 +142,11 @@ func alignUp(v, a uint64) uint64 { return (v + a - 1) &^ (a - 1) }
 // Name implements nic.Model.
 func (m *Model) Name() string { return "ixgbe-zerocopy" }
 
-// Capabilities implements nic.Model. Offloads are not mapped to 82599
-// context descriptors yet, so none are offered: frames go both ways fully
-// checksummed and segmented, and the tap is opened without offloads.
-func (m *Model) Capabilities() nic.Capabilities { return nic.Capabilities{} }
+// Capabilities implements nic.Model. Checksum and TCP segmentation
+// offloads are offered both ways: on transmit they become 82599 context
+// descriptors, which the 82599 hands on to the tap (offload.go); on
+// receive the tap's vnet header travels with the frame to the guest.
+func (m *Model) Capabilities() nic.Capabilities { return nic.Capabilities{Csum: true, TSO: true} }
 
 // Device exposes the 82599 (for its statistics registers and tests).
 func (m *Model) Device() *ixgbeemu.Device { return m.dev }
@@ -155,12 +160,14 @@ func (m *Model) Start(cfg nic.Config, sink nic.Sink) error {
 	if cfg.HdrLen != 10 && cfg.HdrLen != 12 && cfg.HdrLen != 20 {
 		return fmt.Errorf("zerocopy: virtio_net_hdr length %d", cfg.HdrLen)
 	}
-	if cfg.GuestCsum || cfg.GuestTSO4 || cfg.GuestTSO6 || cfg.HostCsum || cfg.HostTSO4 || cfg.HostTSO6 {
-		return errors.New("zerocopy: offloads were negotiated but the model offers none")
-	}
 	if s, ok := m.cfg.Port.(HdrLenSetter); ok {
 		if err := s.SetHdrLen(cfg.HdrLen); err != nil {
 			return fmt.Errorf("zerocopy: port header length: %w", err)
+		}
+	}
+	if s, ok := m.cfg.Port.(OffloadSetter); ok {
+		if err := s.SetOffload(cfg); err != nil {
+			return fmt.Errorf("zerocopy: port offloads: %w", err)
 		}
 	}
 	m.mu.Lock()
@@ -202,9 +209,15 @@ func (m *Model) program() error {
 	// The guest filters addresses itself, as behind a tap: promiscuous.
 	d.WriteReg(regFCTRL, fctrlUPE|fctrlMPE|fctrlBAM)
 	// Frame size limit (§8.2.3.22.13 MAXFRS.MFS counts the FCS; the 82599
-	// adds 4 bytes for a VLAN tag): MTU + Ethernet header + FCS.
+	// adds 4 bytes for a VLAN tag): MTU + Ethernet header + FCS, or, when
+	// the guest takes GSO frames, the largest the 16-bit field holds (the
+	// tap hands over coalesced frames, as the 82599's RSC would).
+	mfs := uint32(m.cfg.MTU + 14 + 4)
+	if m.ncfg.GuestTSO4 || m.ncfg.GuestTSO6 {
+		mfs = min(m.layout.MaxFrame+4, 0xFFFF)
+	}
 	d.WriteReg(regHLREG0, d.ReadReg(regHLREG0)|hlreg0JumboEn)
-	d.WriteReg(regMAXFRS, uint32(m.cfg.MTU+14+4)<<16)
+	d.WriteReg(regMAXFRS, mfs<<16)
 	d.WriteReg(regRDBAL, uint32(m.rxRing))
 	d.WriteReg(regRDBAH, uint32(m.rxRing>>32))
 	d.WriteReg(regRDLEN, m.rxSize*descBytes)

@@ -3,6 +3,8 @@ package zerocopy
 import (
 	"errors"
 	"sync"
+
+	"github.com/govmm/govmm/devices/nic"
 )
 
 // Port is the host side of the NIC: where received frames come from and
@@ -25,6 +27,12 @@ type Port interface {
 // virtio_net_hdr size (TUNSETVNETHDRSZ).
 type HdrLenSetter interface {
 	SetHdrLen(n int) error
+}
+
+// OffloadSetter is implemented by ports that must be told which offloads
+// the guest accepts in received frames (TUNSETOFFLOAD).
+type OffloadSetter interface {
+	SetOffload(cfg nic.Config) error
 }
 
 // Port errors.

@@ -37,10 +37,16 @@ const (
 	rxdStatDD  = 1 << 0
 	rxdStatEOP = 1 << 1
 
-	txdDTypData = 3 << 20
-	txdCmdEOP   = 1 << 24
-	txdCmdIFCS  = 1 << 25
-	txdCmdRS    = 1 << 27
-	txdCmdDEXT  = 1 << 29
-	txdPaylenSh = 14 // in olinfo_status (dword 3)
+	txdDTypData  = 3 << 20
+	txdDTypCtxt  = 2 << 20
+	txdCmdTSE    = 1 << 31
+	txdPoptsIXSM = 1 << 8 // in olinfo_status (dword 3)
+	txdPoptsTXSM = 1 << 9
+	tucmdIPv4    = 1 << 10 // context descriptor TUCMD (dword 2)
+	tucmdL4TTCP  = 1 << 11
+	txdCmdEOP    = 1 << 24
+	txdCmdIFCS   = 1 << 25
+	txdCmdRS     = 1 << 27
+	txdCmdDEXT   = 1 << 29
+	txdPaylenSh  = 14 // in olinfo_status (dword 3)
 )

@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/govmm/govmm/devices/nic"
 	"github.com/govmm/govmm/devices/nic/tap"
 )
 
@@ -47,6 +48,14 @@ func OpenTap(name string) (*TapPort, error) {
 func (p *TapPort) SetHdrLen(n int) error {
 	if err := unix.IoctlSetPointerInt(p.fd, unix.TUNSETVNETHDRSZ, n); err != nil {
 		return fmt.Errorf("zerocopy: TUNSETVNETHDRSZ %d: %w", n, err)
+	}
+	return nil
+}
+
+// SetOffload implements OffloadSetter (TUNSETOFFLOAD).
+func (p *TapPort) SetOffload(cfg nic.Config) error {
+	if err := unix.IoctlSetInt(p.fd, unix.TUNSETOFFLOAD, tap.OffloadFlags(cfg)); err != nil {
+		return fmt.Errorf("zerocopy: TUNSETOFFLOAD: %w", err)
 	}
 	return nil
 }

@@ -69,6 +69,12 @@ type Config struct {
 	// as its wake-up. It is called on the vCPU thread of the register
 	// write, without device locks held, and must not block.
 	RxNotify func(queue int)
+	// SkipRxChecksum: the wire's frames come from a host kernel that has
+	// already checked their checksums or marked them partial (a tap's
+	// vnet header says which, and the VMM passes that on), so the model
+	// does not read every payload byte to verify them again; write-backs
+	// then carry the packet type but no checksum status (§7.1.11).
+	SkipRxChecksum bool
 }
 
 // MaxQueues is the number of rx and tx queues of the 82599 (§1.3).

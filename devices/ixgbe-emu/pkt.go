@@ -182,6 +182,28 @@ const (
 // checksums of non-fragmented IPv4/IPv6 packets are always checked by the
 // 82599; RXCSUM has no enable bits for them — only IPPCSE/PCSD, which select
 // what the fragment-checksum field carries, and that field is not modelled).
+// rxPktType is the packet type field of the write-back alone.
+func rxPktType(b []byte, n int) uint32 {
+	p := parseFrame(b, n)
+	var t uint32
+	switch {
+	case p.ipv4:
+		t = pktTypeIPv4
+	case p.ipv6:
+		t = pktTypeIPv6
+	default:
+		return 0
+	}
+	switch {
+	case p.l4end == 0:
+	case p.l4proto == protoTCP:
+		t |= pktTypeTCP
+	case p.l4proto == protoUDP:
+		t |= pktTypeUDP
+	}
+	return t
+}
+
 func rxOffload(segs [][]byte, n int) (pktType, status, errs uint32, p pktInfo) {
 	p = parseFrame(segs[0], n)
 	if !p.ipv4 && !p.ipv6 {

@@ -372,7 +372,7 @@ func (d *Device) rxPlace(q *rxQueue, frame []byte) error {
 			hbuf, err = d.dma.Slice(binary.LittleEndian.Uint64(desc[8:])&^1, uint64(hlen))
 		}
 		if err != nil {
-			d.rxSkip(q, desc, size)
+			d.rxSkip(q, append(q.descs, desc), size, dt == descTypeLegacy)
 			return ErrDMA
 		}
 		q.descs = append(q.descs, desc)
@@ -394,13 +394,31 @@ func (d *Device) rxPlace(q *rxQueue, frame []byte) error {
 	return nil
 }
 
-// rxSkip consumes one descriptor whose buffer is outside the DMA space:
-// written back with DD|EOP and RXE, length 0, and counted as an error.
-func (d *Device) rxSkip(q *rxQueue, desc []byte, size uint32) {
+// rxSkip drops a frame whose last descriptor, descs[len-1], has a buffer
+// outside the DMA space: it consumes descs (those from RDH up to the bad
+// one) in order, each written back with DD and length 0, the last with
+// EOP and RXE, and counts an error. Consuming only the bad descriptor
+// would leave the one at RDH without DD, and the driver waits for
+// descriptors in ring order (§7.1.6.2).
+func (d *Device) rxSkip(q *rxQueue, descs [][]byte, size uint32, legacy bool) {
 	d.cnt.rxErrors.Add(1)
-	binary.LittleEndian.PutUint64(desc, 0)
-	store64(desc[8:], uint64(rxdStatDD|rxdStatEOP|rxdErrRXE))
-	q.rdh = (q.rdh + 1) % size
+	for i, desc := range descs {
+		// Advanced layout (§7.1.6.2): status and errors in bits 31:0.
+		// Legacy layout (§7.1.5): status 39:32, errors 47:40 (RXE: 47).
+		wb := uint64(rxdStatDD)
+		if legacy {
+			wb <<= 32
+		}
+		if i == len(descs)-1 {
+			wb = uint64(rxdStatDD | rxdStatEOP | rxdErrRXE)
+			if legacy {
+				wb = (rxdStatDD|rxdStatEOP)<<32 | 1<<47
+			}
+		}
+		binary.LittleEndian.PutUint64(desc, 0)
+		store64(desc[8:], wb)
+	}
+	q.rdh = (q.rdh + uint32(len(descs))) % size
 }
 
 // rxWriteBack writes back q.descs with q.lens and advances RDH. The lower
@@ -630,13 +648,25 @@ func (d *Device) rxComplete(q *rxQueue, n int) error {
 		return err
 	}
 	need := (n + bsize - 1) / bsize
+	if q.free(size) < uint32(need) {
+		// RDT moved back over the reservation (an RDT write does not
+		// bump gen): the descriptors are the driver's again. Writing
+		// them back would move RDH past RDT, after which the whole ring
+		// would look free (§7.1.9: hardware owns only RDH..RDT-1).
+		return ErrStale
+	}
 	q.descs, q.bufs = q.descs[:need], q.bufs[:need]
 	q.lens = q.lens[:0]
 	for i := 0; i < need; i++ {
 		q.lens = append(q.lens, min(len(q.bufs[i]), n-i*bsize))
 		q.bufs[i] = q.bufs[i][:q.lens[i]]
 	}
-	pktType, status, errs, _ := rxOffload(q.bufs, n)
+	var pktType, status, errs uint32
+	if d.cfg.SkipRxChecksum {
+		pktType = rxPktType(q.bufs[0], n)
+	} else {
+		pktType, status, errs, _ = rxOffload(q.bufs, n)
+	}
 	d.rxWriteBack(q, size, pktType, status, errs, 0, 0, q.descType() == descTypeLegacy)
 	d.rxCount(q.idx, n, bcast, mcast)
 	return nil

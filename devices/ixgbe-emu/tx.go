@@ -45,6 +45,8 @@ type txQueue struct {
 	rs                        []uint32
 	scratch, seg              []byte
 	one                       [1][]byte
+	hdr                       []byte   // rewritten headers of a TSO hand-off
+	hsegs                     [][]byte // hdr + the frame's views after it
 }
 
 func (q *txQueue) reset() {
@@ -231,6 +233,11 @@ func (d *Device) txSend(q *txQueue, total int, cmd, olinfo uint32) error {
 	if cmd&(txdCmdTSE|txdCmdVLE) == 0 && olinfo&(txdPoptsIXSM|txdPoptsTXSM) == 0 {
 		return d.emit(q, q.segs, total)
 	}
+	if w, ok := d.wire.(OffloadWire); ok && cmd&txdCmdVLE == 0 {
+		if handled, err := d.txHandOff(q, w, total, cmd, olinfo); handled {
+			return err
+		}
+	}
 	if cap(q.scratch) < total {
 		q.scratch = make([]byte, total)
 	}
@@ -368,23 +375,31 @@ func (d *Device) emitOne(q *txQueue, f []byte, vlan []byte) error {
 }
 
 func (d *Device) emit(q *txQueue, segs [][]byte, n int) error {
-	c := &d.cnt
-	c.gptc.add(1)
-	c.gotc.add(uint64(n))
-	c.tpt.add(1)
-	c.ptc[sizeBucket(n)].add(1)
-	if dst := segs[0]; len(dst) >= 6 && dst[0]&1 != 0 {
-		if isBroadcast(dst) {
-			c.bptc.add(1)
-		} else {
-			c.mptc.add(1)
-		}
-	}
-	i := d.statIdx(regTQSM, q.idx)
-	c.qptc[i].add(1)
-	c.qbtc[i].add(uint64(n))
+	d.countTx(q, segs, n, 1, 0)
 	if d.wire == nil {
 		return nil
 	}
 	return d.wire.Send(segs)
+}
+
+// countTx counts a frame of n bytes that leaves as nseg packets, each
+// after the first repeating hdr header bytes (TSO, §7.2.4), in the
+// statistics registers (§8.2.3.23).
+func (d *Device) countTx(q *txQueue, segs [][]byte, n, nseg, hdr int) {
+	bytes := uint64(n + (nseg-1)*hdr)
+	c := &d.cnt
+	c.gptc.add(uint64(nseg))
+	c.gotc.add(bytes)
+	c.tpt.add(uint64(nseg))
+	c.ptc[sizeBucket(int(bytes)/nseg)].add(uint64(nseg))
+	if dst := segs[0]; len(dst) >= 6 && dst[0]&1 != 0 {
+		if isBroadcast(dst) {
+			c.bptc.add(uint64(nseg))
+		} else {
+			c.mptc.add(uint64(nseg))
+		}
+	}
+	i := d.statIdx(regTQSM, q.idx)
+	c.qptc[i].add(uint64(nseg))
+	c.qbtc[i].add(bytes)
 }

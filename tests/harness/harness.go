@@ -68,6 +68,7 @@ type Result struct {
 	Duration time.Duration
 	TimedOut bool
 	Values   map[string]string // "RESULT: key value..." lines: key -> rest of line
+	Retried  bool              // the first attempt's guest triple-faulted in the nested host (see Run)
 }
 
 const defaultTimeout = 2 * time.Minute
@@ -330,17 +331,41 @@ func (e *Env) Run(t T, scenarios ...Scenario) []Result {
 			s.Timeout = defaultTimeout
 		}
 	}
-	var results []Result
-	if e.Mode == Nested {
-		results = e.runNested(t, scenarios)
-	} else {
-		results = e.runNative(t, scenarios)
+	results := e.run(t, scenarios)
+	// A guest that triple-faults inside the nested test host is retried
+	// once, in a fresh test-host boot: L2 guests there triple-fault now
+	// and then under network load whichever VMM runs them (QEMU's own
+	// virtio-net guest does too; see README "Known problems"). A second
+	// fault fails the scenario like any other.
+	var again []Scenario
+	var at []int
+	for i, r := range results {
+		if e.Mode == Nested && strings.Contains(r.Output, GuestCrashMarker) {
+			t.Logf("harness: WARNING: scenario %s: the guest triple-faulted in the nested test host; retrying it once", r.Name)
+			again, at = append(again, scenarios[i]), append(at, i)
+		}
+	}
+	if len(again) > 0 {
+		for j, r := range e.run(t, again) {
+			r.Retried = true
+			results[at[j]] = r
+		}
 	}
 	for _, r := range results {
-		t.Logf("harness: scenario %s: rc=%d timedOut=%v in %s", r.Name, r.ExitCode, r.TimedOut,
-			r.Duration.Round(10*time.Millisecond))
+		t.Logf("harness: scenario %s: rc=%d timedOut=%v retried=%v in %s", r.Name, r.ExitCode, r.TimedOut,
+			r.Retried, r.Duration.Round(10*time.Millisecond))
 	}
 	return results
+}
+
+// GuestCrashMarker is what govmm prints when the guest triple-faults.
+const GuestCrashMarker = "triple fault (KVM_EXIT_SHUTDOWN)"
+
+func (e *Env) run(t T, scenarios []Scenario) []Result {
+	if e.Mode == Nested {
+		return e.runNested(t, scenarios)
+	}
+	return e.runNative(t, scenarios)
 }
 
 func (e *Env) runNative(t T, scenarios []Scenario) []Result {

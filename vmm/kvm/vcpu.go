@@ -211,3 +211,21 @@ func (c *VCPU) SetupLAPIC() error {
 	}
 	return nil
 }
+
+// StateSummary returns one line with the registers that explain a crash
+// (a triple fault, an internal error): where the vCPU was, its stack, the
+// paging and descriptor-table state. Best effort: on an ioctl error it
+// says so instead.
+func (c *VCPU) StateSummary() string {
+	r, err := gokvm.GetRegs(c.FD())
+	if err != nil {
+		return fmt.Sprintf("registers unavailable: %v", err)
+	}
+	s, err := gokvm.GetSregs(c.FD())
+	if err != nil {
+		return fmt.Sprintf("rip=%#x rsp=%#x rflags=%#x (special registers unavailable: %v)", r.RIP, r.RSP, r.RFLAGS, err)
+	}
+	return fmt.Sprintf("rip=%#x rsp=%#x rbp=%#x rflags=%#x cs=%#x ss=%#x cr0=%#x cr2=%#x cr3=%#x cr4=%#x efer=%#x idt=%#x/%#x gdt=%#x/%#x tr=%#x",
+		r.RIP, r.RSP, r.RBP, r.RFLAGS, s.CS.Selector, s.SS.Selector, s.CR0, s.CR2, s.CR3, s.CR4, s.EFER,
+		s.IDT.Base, s.IDT.Limit, s.GDT.Base, s.GDT.Limit, s.TR.Base)
+}

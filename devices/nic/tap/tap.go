@@ -109,12 +109,10 @@ func (t *Tap) Created() bool { return t.created }
 // metadata in the vnet header.
 func (t *Tap) Capabilities() nic.Capabilities { return nic.Capabilities{Csum: true, TSO: true} }
 
-// Start implements nic.Model.
-func (t *Tap) Start(cfg nic.Config, sink nic.Sink) error {
-	if err := unix.IoctlSetPointerInt(int(t.f.Fd()), unix.TUNSETVNETHDRSZ, cfg.HdrLen); err != nil {
-		return fmt.Errorf("tap %s: TUNSETVNETHDRSZ %d: %w", t.name, cfg.HdrLen, err)
-	}
-	// TUNSETOFFLOAD says what the reader (the guest) accepts.
+// OffloadFlags returns the TUNSETOFFLOAD flags for a guest that negotiated
+// cfg: what the tap may hand over to the reader (partial checksums, GSO
+// frames). Frames written to a tap may carry any offload regardless.
+func OffloadFlags(cfg nic.Config) int {
 	var off int
 	if cfg.GuestCsum {
 		off |= unix.TUN_F_CSUM
@@ -125,6 +123,15 @@ func (t *Tap) Start(cfg nic.Config, sink nic.Sink) error {
 			off |= unix.TUN_F_TSO6 | unix.TUN_F_TSO_ECN
 		}
 	}
+	return off
+}
+
+// Start implements nic.Model.
+func (t *Tap) Start(cfg nic.Config, sink nic.Sink) error {
+	if err := unix.IoctlSetPointerInt(int(t.f.Fd()), unix.TUNSETVNETHDRSZ, cfg.HdrLen); err != nil {
+		return fmt.Errorf("tap %s: TUNSETVNETHDRSZ %d: %w", t.name, cfg.HdrLen, err)
+	}
+	off := OffloadFlags(cfg)
 	if err := unix.IoctlSetInt(int(t.f.Fd()), unix.TUNSETOFFLOAD, off); err != nil {
 		return fmt.Errorf("tap %s: TUNSETOFFLOAD %#x: %w", t.name, off, err)
 	}
