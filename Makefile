@@ -3,15 +3,15 @@ SHELL := /bin/bash
 export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 
-.PHONY: demo test unit e2e build images testhost bench clean lint
+.PHONY: demo test unit fuzz e2e build images testhost bench clean lint
 
 ## demo: install deps, build images and govmm, boot a guest (natively or in the nested test host) and show its console
 demo:
 	scripts/install-deps
 	$(GO) run ./cmd/govmm-demo
 
-## test: install deps, lint, unit tests with -race, then the end-to-end tests (native or nested)
-test: lint unit e2e
+## test: install deps, lint, unit tests with -race, every fuzz target briefly, then the end-to-end tests (native or nested)
+test: lint unit fuzz e2e
 
 lint:
 	scripts/install-deps
@@ -20,6 +20,9 @@ lint:
 
 unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v "/tests$$")
+
+fuzz:
+	scripts/fuzz-smoke
 
 e2e:
 	$(GO) test -count=1 -timeout 80m -v ./tests/...

@@ -1,7 +1,6 @@
 package zerocopy
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,9 +48,9 @@ type Model struct {
 	req     Requirements
 	need    uint32 // descriptors a maximum-size frame needs
 	running bool
-	slots   []posted // by rx ring index: the guest buffer behind each descriptor
-	rxHead  uint32   // oldest posted descriptor (= RDH once the NIC caught up)
-	rxTail  uint32   // next descriptor to post (= RDT)
+	zcq     postQueue // zero-copy lane, in posting order
+	lay     []uint16  // for each descriptor laid out from rxHead: its zcq entry
+	rxHead  uint32    // the NIC's next descriptor (= RDH)
 	bounce  []posted // fallback lane, in posting order
 	seq     uint64
 	wake    chan struct{}
@@ -131,7 +130,7 @@ func NewModel(cfg Config) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("zerocopy: %w", err)
 	}
-	m.slots = make([]posted, m.rxSize)
+	m.zcq.init(cfg.Pin.Descs)
 	m.pin.limit = cfg.Pin
 	m.bounceBuf = make([]byte, gsoMaxFrame)
 	return m, nil
@@ -205,7 +204,7 @@ func (m *Model) program() error {
 	d := m.dev
 	d.WriteReg(regCTRL, ctrlRst) // §4.2.1.6.1 software reset; self-clearing
 	clear(m.priv)
-	m.rxHead, m.rxTail = 0, 0
+	m.rxHead = 0
 	// The guest filters addresses itself, as behind a tap: promiscuous.
 	d.WriteReg(regFCTRL, fctrlUPE|fctrlMPE|fctrlBAM)
 	// Frame size limit (§8.2.3.22.13 MAXFRS.MFS counts the FCS; the 82599
@@ -253,8 +252,8 @@ func (m *Model) ring(base uint64, idx uint32) []byte {
 }
 
 // PostRx implements nic.Model. Each buffer is classified by Decide; a
-// zero-copy one becomes an 82599 rx descriptor whose packet address is in
-// the guest buffer, a fallback one waits in the bounce lane. Buffers are
+// zero-copy one joins the zero-copy lane, whose buffers the 82599's rx
+// descriptors point into, a fallback one waits in the bounce lane. Buffers are
 // accepted in order while the pin cap allows; the rest stay with the device.
 func (m *Model) PostRx(bufs []nic.Buf) int {
 	m.mu.Lock()
@@ -262,12 +261,12 @@ func (m *Model) PostRx(bufs []nic.Buf) int {
 	if !m.running {
 		return 0
 	}
-	n, bump := 0, false
+	n := 0
 	for ; n < len(bufs); n++ {
 		b := &bufs[n]
 		dec := m.decide(b)
-		if dec.Kind != Fallback && (m.rxTail+1)%m.rxSize == m.rxHead {
-			break // ring full (cannot happen within the cap, kept as a guard)
+		if dec.Kind != Fallback && m.zcq.full() {
+			break // cannot happen within the cap, kept as a guard
 		}
 		size := uint64(b.Len())
 		if !m.pin.take(size) {
@@ -280,17 +279,10 @@ func (m *Model) PostRx(bufs []nic.Buf) int {
 			m.bounce = append(m.bounce, p)
 			continue
 		}
-		// Advanced rx descriptor, read format (§7.1.6.1): packet buffer
-		// address, header buffer address (unused: one-buffer mode).
-		desc := m.ring(m.rxRing, m.rxTail)
-		binary.LittleEndian.PutUint64(desc, dec.PktAddr)
-		binary.LittleEndian.PutUint64(desc[8:], 0)
-		m.slots[m.rxTail] = p
-		m.rxTail = (m.rxTail + 1) % m.rxSize
-		bump = true
-	}
-	if bump {
-		m.dev.WriteReg(regRDT, m.rxTail)
+		// Descriptors are laid out over the zero-copy buffers when a frame
+		// is about to arrive (layoutRx), not here: how many a buffer gets
+		// depends on whether it starts a frame.
+		m.zcq.push(p)
 	}
 	if left := len(bufs) - n; left > 0 {
 		m.pin.refusedBuf.Add(uint64(left))
@@ -338,18 +330,47 @@ func (m *Model) Stop() []nic.Buf {
 	m.dev.WriteReg(regRXDCTL, 0)
 	m.dev.WriteReg(regRXCTRL, 0)
 	var out []nic.Buf
-	i, j := m.rxHead, 0
-	for i != m.rxTail || j < len(m.bounce) {
-		if j == len(m.bounce) || (i != m.rxTail && m.slots[i].seq < m.bounce[j].seq) {
-			out = append(out, m.slots[i].buf)
-			m.slots[i] = posted{}
-			i = (i + 1) % m.rxSize
+	i, j := 0, 0
+	for i < m.zcq.len() || j < len(m.bounce) {
+		if j == len(m.bounce) || (i < m.zcq.len() && m.zcq.at(i).seq < m.bounce[j].seq) {
+			out = append(out, m.zcq.at(i).buf)
+			i++
 			continue
 		}
 		out = append(out, m.bounce[j].buf)
 		j++
 	}
-	m.rxHead, m.rxTail, m.bounce = 0, 0, nil
+	m.zcq.pop(m.zcq.len())
+	m.rxHead, m.bounce = 0, nil
 	m.pin.reset()
 	return out
+}
+
+// postQueue is a fixed-capacity FIFO of posted buffers (the pin cap bounds
+// how many there can be), so taking a frame's buffers off the front moves
+// nothing.
+type postQueue struct {
+	q       []posted
+	head, n int
+}
+
+func (p *postQueue) init(capacity int) { p.q, p.head, p.n = make([]posted, capacity), 0, 0 }
+func (p *postQueue) len() int          { return p.n }
+func (p *postQueue) full() bool        { return p.n == len(p.q) }
+
+// at returns entry i from the front (i < len()).
+func (p *postQueue) at(i int) *posted { return &p.q[(p.head+i)%len(p.q)] }
+
+func (p *postQueue) push(x posted) {
+	p.q[(p.head+p.n)%len(p.q)] = x
+	p.n++
+}
+
+// pop drops k entries from the front.
+func (p *postQueue) pop(k int) {
+	for range k {
+		p.q[p.head] = posted{}
+		p.head = (p.head + 1) % len(p.q)
+	}
+	p.n -= k
 }

@@ -81,12 +81,11 @@ func (m *Model) rxOnce(stop chan struct{}, wait bool) bool {
 	return true
 }
 
-// pickLane chooses the zero-copy ring when it holds enough descriptors for
-// a maximum-size frame, else the bounce lane when it can hold one, and
+// pickLane chooses the zero-copy ring when its buffers can take a
+// maximum-size frame, else the bounce lane when it can hold one, and
 // prepares m.iov. Called with m.mu held.
 func (m *Model) pickLane() lane {
-	if (m.rxTail+m.rxSize-m.rxHead)%m.rxSize >= m.need {
-		m.rebind()
+	if m.layoutRx() {
 		if views, ok := m.dev.RxTarget(0); ok {
 			// The views add up to exactly the largest frame; the spill
 			// buffer behind them makes a longer one visible (and dropped as
@@ -102,24 +101,44 @@ func (m *Model) pickLane() lane {
 	return laneNone
 }
 
-// rebind points the descriptors a frame may use at their final offsets.
-// With MRG_RXBUF only the first buffer of a frame starts with a
-// virtio_net_hdr; the rest carry data from offset 0 (§5.1.6.4), and which
-// buffer comes first is only known when the frame starts. The ring is
-// VMM-private and the NIC reads a descriptor only inside RxTarget, under
-// m.mu, so re-pointing posted descriptors here is race-free.
-func (m *Model) rebind() {
-	if !m.layout.Mergeable {
-		return
-	}
-	for i := uint32(0); i < m.need; i++ {
-		idx := (m.rxHead + i) % m.rxSize
-		addr := m.slots[idx].dec.ContAddr
-		if i == 0 {
-			addr = m.slots[idx].dec.PktAddr
+// layoutRx points the m.need descriptors from RDH into the zero-copy
+// buffers, in posting order, and moves RDT behind them. With MRG_RXBUF a
+// buffer gets as many NIC buffers (SRRCTL.BSIZEPKT, 1 KiB) as fit in it:
+// the first buffer of a frame from its packet address (after the
+// virtio_net_hdr), the next ones from offset 0, since only the first
+// carries a header (§5.1.6.4); a 4 KiB Linux buffer is thus filled, not
+// used for one 1 KiB piece. Which buffer starts a frame is only known now,
+// so the layout is redone before every frame. That is race-free: the
+// ring is VMM-private and the NIC reads descriptors only inside RxTarget,
+// which follows under m.mu. Without MRG_RXBUF a frame fits one buffer
+// (m.need is 1). It reports false when the buffers cannot take a
+// maximum-size frame yet. Called with m.mu held.
+func (m *Model) layoutRx() bool {
+	bs := uint64(m.req.MinBuf)
+	need := int(m.need)
+	m.lay = m.lay[:0]
+	for b := 0; b < m.zcq.len() && len(m.lay) < need; b++ {
+		p := m.zcq.at(b)
+		addr, room := p.dec.PktAddr, uint64(p.dec.PktRoom)
+		if b > 0 {
+			addr, room = p.dec.ContAddr, room+uint64(m.layout.HdrLen)
 		}
-		binary.LittleEndian.PutUint64(m.ring(m.rxRing, idx), addr)
+		for off := uint64(0); off+bs <= room && len(m.lay) < need; off += bs {
+			d := m.ring(m.rxRing, (m.rxHead+uint32(len(m.lay)))%m.rxSize)
+			binary.LittleEndian.PutUint64(d, addr+off)
+			binary.LittleEndian.PutUint64(d[8:], 0)
+			m.lay = append(m.lay, uint16(b))
+		}
+		if !m.layout.Mergeable {
+			break // a frame never spans chains
+		}
 	}
+	tail := (m.rxHead + m.need) % m.rxSize
+	if len(m.lay) < need {
+		tail = m.rxHead // the NIC owns nothing until a whole frame fits
+	}
+	m.dev.WriteReg(regRDT, tail)
+	return tail != m.rxHead
 }
 
 func (m *Model) bounceReady() bool {
@@ -147,8 +166,8 @@ func (m *Model) completeZC(n int) []nic.Used {
 	// Read the write-back like a driver (§7.1.6.2): DD, EOP, length.
 	m.lens = m.lens[:0]
 	eop := false
-	for i := uint32(0); i < m.need && !eop; i++ {
-		wb := binary.LittleEndian.Uint64(m.ring(m.rxRing, (m.rxHead+i)%m.rxSize)[8:])
+	for i := 0; i < len(m.lay) && !eop; i++ {
+		wb := binary.LittleEndian.Uint64(m.ring(m.rxRing, (m.rxHead+uint32(i))%m.rxSize)[8:])
 		if uint32(wb)&rxdStatDD == 0 {
 			break
 		}
@@ -157,32 +176,34 @@ func (m *Model) completeZC(n int) []nic.Used {
 	}
 	if !eop || sum(m.lens) != n {
 		// Never expected from our own programming; resynchronise on RDH so
-		// no buffer is lost, and hand the consumed ones back empty.
+		// no buffer is lost, and hand the touched ones back empty.
 		m.cnt.rxNIC.Add(1)
 		m.log.Warn("zerocopy: inconsistent rx write-back", "n", n, "lens", m.lens)
-		rdh := m.dev.ReadReg(regRDH) % m.rxSize
-		m.lens = m.lens[:0]
-		for i := m.rxHead; i != rdh; i = (i + 1) % m.rxSize {
-			m.lens = append(m.lens, 0)
-		}
+		k := int((m.dev.ReadReg(regRDH) + m.rxSize - m.rxHead) % m.rxSize)
+		m.lens = append(m.lens[:0], make([]int, min(k, len(m.lay)))...)
 		if len(m.lens) == 0 {
 			return nil
 		}
 	}
+	// Descriptors → buffers: every buffer up to the one holding the last
+	// descriptor is used (a mergeable buffer carries one frame's bytes only),
+	// each with the bytes of its descriptors, which it holds contiguously.
 	hdr := int(m.layout.HdrLen)
+	nb := int(m.lay[len(m.lens)-1]) + 1
 	m.used = m.used[:0]
-	for i, l := range m.lens {
-		p := &m.slots[m.rxHead]
-		w := l
-		if i == 0 {
-			w += hdr
-			m.putHdr(p.buf.Segs[0][:hdr], len(m.lens))
-		}
-		m.used = append(m.used, nic.Used{ID: p.buf.ID, Written: uint32(w)})
-		m.pin.release(p.size)
-		*p = posted{}
-		m.rxHead = (m.rxHead + 1) % m.rxSize
+	for b := range nb {
+		m.used = append(m.used, nic.Used{ID: m.zcq.at(b).buf.ID})
 	}
+	m.used[0].Written = uint32(hdr)
+	for i, l := range m.lens {
+		m.used[m.lay[i]].Written += uint32(l)
+	}
+	m.putHdr(m.zcq.at(0).buf.Segs[0][:hdr], nb)
+	for b := range nb {
+		m.pin.release(m.zcq.at(b).size)
+	}
+	m.zcq.pop(nb)
+	m.rxHead = (m.rxHead + uint32(len(m.lens))) % m.rxSize
 	m.cnt.rxFrames.Add(1)
 	m.cnt.rxZC.Add(1)
 	return m.used
