@@ -51,7 +51,7 @@ type Model struct {
 	zcq     postQueue // zero-copy lane, in posting order
 	lay     []uint16  // for each descriptor laid out from rxHead: its zcq entry
 	rxHead  uint32    // the NIC's next descriptor (= RDH)
-	bounce  []posted // fallback lane, in posting order
+	bounce  []posted  // fallback lane, in posting order
 	seq     uint64
 	wake    chan struct{}
 	stop    chan struct{}
@@ -65,12 +65,13 @@ type Model struct {
 	used      []nic.Used
 	lens      []int
 
-	txMu     sync.Mutex
-	txTail   uint32
-	txHdrLen int // negotiated header length, for the tx path (under txMu)
-	txIDs    []uint16
-	txPieces []txPiece // txOne scratch (under txMu)
-	txRest   []txPiece
+	txMu      sync.Mutex
+	txTail    uint32
+	txHdrLen  int // negotiated header length, for the tx path (under txMu)
+	txIDs     []uint16
+	txPieces  []txPiece // txOne scratch (under txMu)
+	txFailing bool      // the last send failed (under txMu)
+	txRest    []txPiece
 
 	pin pinAccount
 	cnt counters

@@ -88,6 +88,7 @@ func (m *Model) txOne(f *nic.Buf) {
 	m.txPost(plan, total)
 	m.wire.err = nil
 	m.dev.WriteReg(regTDT, m.txTail) // runs the 82599 transmit synchronously
+	m.reportWire(m.wire.err)
 	if h := m.dev.ReadReg(regTDH); h != m.txTail || m.wire.err != nil {
 		if h != m.txTail {
 			m.dev.WriteReg(regTDH, m.txTail) // stalled on a bad descriptor: skip it
@@ -98,6 +99,19 @@ func (m *Model) txOne(f *nic.Buf) {
 	m.cnt.txFrames.Add(1)
 	if zc {
 		m.cnt.txZC.Add(1)
+	}
+}
+
+// reportWire logs when sending to the host starts failing (the tap went
+// down or away) and when it works again, once each, not per frame.
+func (m *Model) reportWire(err error) {
+	switch {
+	case err != nil && !m.txFailing:
+		m.txFailing = true
+		m.log.Warn("zerocopy: sending to the host fails; frames are dropped (tx_dropped) until it recovers", "err", err)
+	case err == nil && m.txFailing:
+		m.txFailing = false
+		m.log.Info("zerocopy: sending to the host works again")
 	}
 }
 

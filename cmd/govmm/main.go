@@ -49,8 +49,12 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "govmm:", err)
 		var ue usageError
-		if errors.As(err, &ue) {
+		var se signalExit
+		switch {
+		case errors.As(err, &ue):
 			os.Exit(2)
+		case errors.As(err, &se):
+			os.Exit(128 + int(se.sig))
 		}
 		os.Exit(1)
 	}

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -46,8 +47,10 @@ func (r *RunCmd) Run() error {
 	defer restore()
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, unix.SIGINT, unix.SIGTERM)
+	var stoppedBy atomic.Value // unix.Signal
 	go func() {
-		s := <-sig
+		s := (<-sig).(unix.Signal)
+		stoppedBy.Store(s)
 		m.Stop(vmm.Outcome{Kind: vmm.Failure, Reason: "stopped by signal " + s.String()})
 	}()
 
@@ -61,12 +64,23 @@ func (r *RunCmd) Run() error {
 			err = fmt.Errorf("--stats: %w", serr)
 		}
 	}
+	if s, ok := stoppedBy.Load().(unix.Signal); ok {
+		// Everything was torn down in order (devices stopped, stats written,
+		// a tap govmm created removed by the deferred Close).
+		return signalExit{s}
+	}
 	if err != nil {
 		return err
 	}
 	slog.Info("guest ended", "outcome", out.Kind.String())
 	return nil
 }
+
+// signalExit ends govmm run after SIGINT or SIGTERM stopped the guest:
+// exit status 128+signal, as a shell reports a process killed by it.
+type signalExit struct{ sig unix.Signal }
+
+func (e signalExit) Error() string { return "guest stopped by signal " + e.sig.String() }
 
 func (r *RunCmd) config() (vmm.Config, error) {
 	mem, err := ParseSize(r.Mem)
