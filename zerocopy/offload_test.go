@@ -232,3 +232,41 @@ func TestPlanTx(t *testing.T) {
 	_, err := planTx(vnetHdr{flags: 1, gsoType: 1, gsoSize: 1448, csumStart: 34, csumOffset: 16}, at(bad), len(bad))
 	require.Error(t, err)
 }
+
+// FuzzPlanTx: any virtio_net_hdr against any frame is either refused or
+// yields a plan the frame backs up.
+func FuzzPlanTx(f *testing.F) {
+	f.Add(vnet(vnetNeedsCsum, vnetGSOTCPv4, 1448, 34, 16), tcpFrame(false, 3000))
+	f.Add(vnet(vnetNeedsCsum, vnetGSOTCPv6, 1440, 54, 16), tcpFrame(true, 3000))
+	f.Add(vnet(vnetNeedsCsum, 0, 0, 34, 6), tcpFrame(false, 100))
+	f.Add(vnet(0, 0, 0, 0, 0), []byte{1, 2, 3})
+	f.Fuzz(func(t *testing.T, h, frame []byte) {
+		if len(h) < 10 {
+			return
+		}
+		at := func(o int) (byte, bool) {
+			if o < 0 || o >= len(frame) {
+				return 0, false
+			}
+			return frame[o], true
+		}
+		p, err := planTx(parseVnetHdr(h), at, len(frame))
+		if err != nil {
+			return
+		}
+		if p.ctx || p.soft {
+			require.LessOrEqual(t, p.csumStart+p.csumOffset+2, len(frame))
+		}
+		if p.ctx {
+			require.Equal(t, p.csumStart, p.maclen+p.iplen)
+			require.True(t, p.maclen == 14 || p.maclen == 18)
+			require.True(t, p.iplen >= 20 && p.iplen <= 511)
+		}
+		if p.tso {
+			require.True(t, p.ctx)
+			require.Positive(t, p.mss)
+			require.True(t, p.l4len >= 20 && p.l4len <= 60)
+			require.LessOrEqual(t, p.hdrLen(), len(frame))
+		}
+	})
+}
