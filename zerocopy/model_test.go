@@ -2,6 +2,7 @@ package zerocopy
 
 import (
 	"encoding/json"
+	"runtime"
 	"testing"
 	"unsafe"
 
@@ -367,4 +368,57 @@ func TestStartRejects(t *testing.T) {
 	require.NoError(t, err)
 	defer m2.Close()
 	require.Error(t, m2.Start(mrgCfg, newSink()))
+}
+
+// A guest that keeps posting far more than the cap allows, with frames
+// arriving all the while, leaves the host heap where it was: no host
+// state grows with what the guest posts.
+func TestHostileGuestMemoryFlat(t *testing.T) {
+	mem := testRAM(t)
+	port := &loopPort{frame: frame(1514, 9)}
+	m, err := NewModel(Config{MAC: guestMAC, Mem: mem, Port: port})
+	require.NoError(t, err)
+	m.manual = true
+	s := &benchSink{}
+	require.NoError(t, m.Start(mrgCfg, s))
+	defer func() { m.Stop(); m.Close() }()
+	r := &rig{t: t, mem: mem}
+	const chain = 64 << 10
+	var all []nic.Buf
+	for i := 0; i < 256; i++ {
+		gpa := uint64(lowRAM)
+		if i >= 120 {
+			gpa = highRAM - 120*chain
+		}
+		all = append(all, r.buf(uint16(i), gpa+uint64(i)*chain, chain))
+	}
+	pending := append([]nic.Buf(nil), all...)
+	round := func() {
+		n := m.PostRx(pending)
+		pending = pending[n:]
+		m.rxOnce(m.stop, false)
+		for _, id := range s.ids {
+			pending = append(pending, all[id])
+		}
+		s.ids = s.ids[:0]
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	for range 2000 {
+		round() // warm up every scratch slice to its working size
+	}
+	before := heap()
+	for range 50000 {
+		round()
+	}
+	after := heap()
+	st := m.Stats()
+	require.LessOrEqual(t, st.PinnedBytesPeak, DefaultPinLimit(256).Bytes)
+	require.Greater(t, st.RxZeroCopyFrames, uint64(50000))
+	require.Less(t, int64(after)-int64(before), int64(64<<10), "heap grew from %d to %d bytes", before, after)
+	t.Logf("heap before %d B, after 50000 hostile rounds %d B; pinned peak %d B", before, after, st.PinnedBytesPeak)
 }
