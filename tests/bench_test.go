@@ -93,7 +93,7 @@ func TestBenchmarkTable(t *testing.T) {
 		UDP64pps  float64 `json:"udp64_pps"`
 		RSSMaxKB  float64 `json:"vmm_rss_max_kb"`
 		// OverKB is VmRSS minus the resident guest RAM: the VMM's own memory.
-		OverKB float64 `json:"vmm_overhead_max_kb"`
+		OverKB    float64 `json:"vmm_overhead_max_kb"`
 		Completed bool    `json:"completed"`
 	}
 	num := func(s string) float64 { f, _ := strconv.ParseFloat(strings.TrimSpace(s), 64); return f }

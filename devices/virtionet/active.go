@@ -31,6 +31,7 @@ type activeState struct {
 	rxMu    sync.Mutex
 	lent    [][][]byte // segments of each lent rx buffer, by head index
 	lentGPA [][]uint64 // their guest-physical addresses (for models that post them to a NIC)
+	held    []uint16   // postings of each head collected for or held by the model
 	rxChain queue.Chain
 	rxBufs  []nic.Buf
 
@@ -40,12 +41,16 @@ type activeState struct {
 	txDone   []uint16
 	txWake   int // eventfd: asynchronous TxDone happened
 
+	// stopped is set, under both rxMu and txDoneMu, when the device is
+	// reset; completions the model reports after that are dropped.
+	stopped bool
+
 	stopFD int
 	wg     sync.WaitGroup
 }
 
 func newActive(n *Net, mem *guestmem.Memory, rx, tx *pcitransport.ActiveQueue, cfg nic.Config) (*activeState, error) {
-	st := &activeState{n: n, mem: mem, rx: *rx, tx: *tx, cfg: cfg, lent: make([][][]byte, rx.Queue.Size()), lentGPA: make([][]uint64, rx.Queue.Size())}
+	st := &activeState{n: n, mem: mem, rx: *rx, tx: *tx, cfg: cfg, lent: make([][][]byte, rx.Queue.Size()), lentGPA: make([][]uint64, rx.Queue.Size()), held: make([]uint16, rx.Queue.Size())}
 	var err error
 	if st.stopFD, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
 		return nil, fmt.Errorf("virtionet: eventfd: %w", err)
@@ -61,6 +66,21 @@ func (st *activeState) startWorkers() {
 	st.wg.Add(2)
 	go st.worker(st.rx.Doorbell, st.postRx)
 	go st.worker(st.tx.Doorbell, st.processTx)
+}
+
+// stop ends the activation. A model may report completions after its Stop
+// returned (pair delivers a frame it took before Stop and calls the sink
+// after dropping its lock): those must not write used elements into queues
+// the transport is about to reset and guest memory the driver may reuse,
+// nor signal txWake once it is closed, so they are dropped from here on.
+// Then the workers stop.
+func (st *activeState) stop() {
+	st.rxMu.Lock()
+	st.txDoneMu.Lock()
+	st.stopped = true
+	st.txDoneMu.Unlock()
+	st.rxMu.Unlock()
+	st.stopWorkers()
 }
 
 func (st *activeState) stopWorkers() {
@@ -112,20 +132,22 @@ func (st *activeState) postRx() {
 	defer st.rxMu.Unlock()
 	q := st.rx.Queue
 	returned := false
+	st.rxBufs = st.rxBufs[:0]
 	for {
-		st.rxBufs = st.rxBufs[:0]
-		empty := false
+		empty, full := false, false
 		for len(st.rxBufs) < batch {
 			ok, err := q.PopInto(st.mem, &st.rxChain)
 			if err != nil {
-				if ce, isChain := errChain(err); isChain {
-					st.n.Stats.RxBadChains.Add(1)
-					_ = q.PutUsed(st.mem, ce.Head, 0)
-					returned = true
-					continue
+				ce, isChain := errChain(err)
+				if !isChain {
+					st.n.log.Warn("virtio-net: receive queue broken by the driver", "err", err)
+					return
 				}
-				st.n.log.Warn("virtio-net: receive queue broken by the driver", "err", err)
-				return
+				if full = !st.returnBad(ce.Head); full {
+					break
+				}
+				returned = true
+				continue
 			}
 			if !ok {
 				empty = true
@@ -135,24 +157,30 @@ func (st *activeState) postRx() {
 			if len(c.Readable) > 0 || c.WritableLen() < hdrLen {
 				// A receive buffer must be device-writable and hold at least
 				// the header (§5.1.6.3.1).
-				st.n.Stats.RxBadChains.Add(1)
-				_ = q.PutUsed(st.mem, c.Head, 0)
+				if full = !st.returnBad(c.Head); full {
+					break
+				}
 				returned = true
 				continue
 			}
 			segs, gpas := st.lent[c.Head][:0], st.lentGPA[c.Head][:0]
+			if st.held[c.Head] > 0 {
+				// The driver made this head available again while an earlier
+				// posting is still with the model, whose Buf shares these
+				// arrays: build the new one elsewhere, or the model's
+				// segments would change under it (the zero-copy model then
+				// writes the header through a segment it never checked).
+				segs, gpas = nil, nil
+			}
 			for _, s := range c.Writable {
 				segs, gpas = append(segs, s.Buf), append(gpas, s.GPA)
 			}
 			st.lent[c.Head], st.lentGPA[c.Head] = segs, gpas
+			st.held[c.Head]++
 			st.rxBufs = append(st.rxBufs, nic.Buf{ID: c.Head, Segs: segs, GPAs: gpas})
 		}
-		if len(st.rxBufs) > 0 {
-			if k := st.n.cfg.Model.PostRx(st.rxBufs); k < len(st.rxBufs) {
-				// The model is full: the rest stay in the avail ring.
-				_ = q.Undo(uint16(len(st.rxBufs) - k))
-				break
-			}
+		if full || !st.lend(0) {
+			break // the model is full: the rest stay in the avail ring
 		}
 		if empty {
 			more, err := q.EnableNotification(st.mem)
@@ -166,14 +194,55 @@ func (st *activeState) postRx() {
 	}
 }
 
+// returnBad gives a chain that cannot be a receive buffer back to the
+// driver with length 0. The buffers popped before it are lent first: the
+// ones the model refuses are put back with Undo, which may only rewind
+// over chains not yet returned, so then this chain goes back on the avail
+// ring with them (returning it first made it come back twice and lost a
+// good buffer) and returnBad reports false.
+func (st *activeState) returnBad(head uint16) bool {
+	if !st.lend(1) {
+		return false
+	}
+	st.n.Stats.RxBadChains.Add(1)
+	_ = st.rx.Queue.PutUsed(st.mem, head, 0)
+	return true
+}
+
+// lend hands the collected receive buffers to the model. Those it refuses
+// go back on the avail ring, together with the extra chains popped after
+// them; lend reports whether the model took them all.
+func (st *activeState) lend(extra uint16) bool {
+	k := len(st.rxBufs)
+	if k > 0 {
+		k = st.n.cfg.Model.PostRx(st.rxBufs)
+	}
+	for _, b := range st.rxBufs[k:] {
+		st.held[b.ID]--
+	}
+	refused := len(st.rxBufs) - k
+	st.rxBufs = st.rxBufs[:0]
+	if refused == 0 {
+		return true
+	}
+	_ = st.rx.Queue.Undo(uint16(refused) + extra)
+	return false
+}
+
 // RxFrame implements nic.Sink: one frame landed in len(bufs) buffers.
 func (st *activeState) RxFrame(bufs []nic.Used) {
 	st.rxMu.Lock()
 	defer st.rxMu.Unlock()
+	if st.stopped {
+		return
+	}
 	q := st.rx.Queue
 	putNumBuffers(st.lent[bufs[0].ID], uint16(len(bufs)))
 	var bytes uint64
 	for _, u := range bufs {
+		if st.held[u.ID] > 0 {
+			st.held[u.ID]--
+		}
 		if err := q.PutUsed(st.mem, u.ID, u.Written); err != nil {
 			st.n.log.Warn("virtio-net: rx used", "err", err)
 		}
@@ -189,8 +258,11 @@ func (st *activeState) RxFrame(bufs []nic.Used) {
 // publishes the used entries, so the transmit queue has one owner.
 func (st *activeState) TxDone(ids []uint16) {
 	st.txDoneMu.Lock()
+	defer st.txDoneMu.Unlock()
+	if st.stopped {
+		return
+	}
 	st.txDone = append(st.txDone, ids...)
-	st.txDoneMu.Unlock()
 	signalFD(st.txWake)
 }
 

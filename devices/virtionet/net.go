@@ -172,7 +172,7 @@ func (n *Net) Reset() {
 	if n.active == nil {
 		return
 	}
-	n.active.stopWorkers()
+	n.active.stop()
 	n.cfg.Model.Stop()
 	n.active = nil
 }
