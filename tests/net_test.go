@@ -23,12 +23,16 @@ const (
 // server, and two 64 MiB transfers served with busybox nc (host→guest:
 // port 5003 serves a random file; guest→host: port 5004 stores what
 // arrives). vmm is the command that boots the guest on tap0.
-func netHost(vmm string) string {
+func netHost(vmm string) string { return netHostSized(vmm, 64<<20) }
+
+// netHostSized is netHost with transfers of size bytes each way (the guest
+// reads the size from a /xfer-size guest file).
+func netHostSized(vmm string, size int) string {
 	return fmt.Sprintf(`/sbin/ip tuntap add dev tap0 mode tap
 /sbin/ip addr add %[1]s/24 dev tap0
 /sbin/ip link set tap0 up
 iperf3 -s -D >/dev/null
-head -c 67108864 /dev/urandom >"$WORK/h"
+head -c %[3]d /dev/urandom >"$WORK/h"
 echo "RESULT: host-sent-sha $(sha256sum "$WORK/h" | cut -d' ' -f1)"
 busybox nc -l -p 5003 -e cat "$WORK/h" &
 serve=$!
@@ -54,7 +58,7 @@ fi
 i=0; while kill -0 $recv 2>/dev/null && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done
 kill $recv $serve 2>/dev/null
 echo "RESULT: host-recv-sha $(sha256sum "$WORK/g" | cut -d' ' -f1)"
-`, hostIP, vmm)
+`, hostIP, vmm, size)
 }
 
 // netGuest is the guest side: MAC, pings of three sizes, iperf3 both
@@ -79,7 +83,7 @@ if [ ! -f /no-rx-load ]; then
 	echo "RESULT: guest-recv-sha $(sha256sum /tmp/h | cut -d' ' -f1)"
 	rm /tmp/h
 fi
-head -c 67108864 /dev/urandom >/tmp/g
+head -c $(cat /xfer-size 2>/dev/null || echo 67108864) /dev/urandom >/tmp/g
 echo "RESULT: guest-sent-sha $(sha256sum /tmp/g | cut -d' ' -f1)"
 nc $H 5004 -e cat /tmp/g
 # nc is done when the data is in the socket buffer, not at the host: let

@@ -14,6 +14,17 @@ const ping100 = `i=0; while ! ping -c1 -W1 ` + hostIP + ` >/dev/null 2>&1 && [ $
 echo "RESULT: ping100-received $(ping -c 100 -i 0.05 -W 2 ` + hostIP + ` | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')"
 `
 
+// randomPings sends 200 pings of random payload sizes (1..8972 bytes: one
+// to seven frames each) and counts the unanswered ones.
+const randomPings = `lost=0; i=0
+while [ $i -lt 200 ]; do
+	s=$(( (RANDOM % 8972) + 1 ))
+	ping -c1 -W2 -s $s ` + hostIP + ` >/dev/null 2>&1 || { lost=$((lost+1)); echo "lost ping -s $s"; }
+	i=$((i+1))
+done
+echo "RESULT: randping-lost $lost"
+`
+
 // TestZeroCopy runs the default --net path: the guest's virtio-net receive
 // buffers are registered with the emulated 82599, which writes frames
 // straight into them. With mergeable buffers (the Linux default) every
@@ -22,8 +33,12 @@ echo "RESULT: ping100-received $(ping -c 100 -i 0.05 -W 2 ` + hostIP + ` | sed -
 func TestZeroCopy(t *testing.T) {
 	env := harness.Setup(t)
 	files := map[string]string{"/net.sh": netGuest, "/extra.sh": ping100}
+	// The default path also carries the integrity check: 256 MiB each way
+	// (sha256 at both ends) and pings of random sizes, so frames of every
+	// length cross the 82599 and the descriptor layout.
+	big := map[string]string{"/net.sh": netGuest, "/extra.sh": ping100 + randomPings, "/xfer-size": "268435456"}
 	res := env.Run(t,
-		harness.Scenario{Name: "zerocopy-mrg", HostScript: netHost(govmmNet("")), GuestFiles: files, Timeout: 5 * time.Minute, Network: true},
+		harness.Scenario{Name: "zerocopy-mrg", HostScript: netHostSized(govmmNet(""), 256<<20), GuestFiles: big, Timeout: 9 * time.Minute, Network: true},
 		harness.Scenario{Name: "zerocopy-nomrg", HostScript: netHost(govmmNet(",mrg-rxbuf=off")), GuestFiles: files, Timeout: 5 * time.Minute, Network: true},
 	)
 	for _, r := range res {
@@ -36,6 +51,7 @@ func TestZeroCopy(t *testing.T) {
 		assert.LessOrEqual(t, atoi(r.Values["stats-pinned_bytes_peak"]), atoi(r.Values["stats-pin_limit_bytes"]), "%s: pinned memory stays under the cap", r.Name)
 	}
 	mrg, nomrg := res[0].Values, res[1].Values
+	assert.Equal(t, "0", mrg["randping-lost"], "pings of random sizes 1..8972 bytes all answered")
 	assert.GreaterOrEqual(t, atoi(mrg["stats-rx_zerocopy_frames"]), 100, "mergeable buffers: frames DMA'd straight into guest RAM")
 	assert.Equal(t, "0", mrg["stats-rx_copied_bytes"], "mergeable buffers: no payload byte copied by the VMM")
 	assert.Positive(t, atoi(nomrg["stats-headroom_fallbacks"]), "small buffers must be reported as headroom fallbacks")
