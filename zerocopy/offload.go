@@ -36,14 +36,6 @@ func parseVnetHdr(b []byte) vnetHdr {
 	}
 }
 
-func (h vnetHdr) put(b []byte) {
-	b[0], b[1] = h.flags, h.gsoType
-	binary.LittleEndian.PutUint16(b[2:], h.hdrLen)
-	binary.LittleEndian.PutUint16(b[4:], h.gsoSize)
-	binary.LittleEndian.PutUint16(b[6:], h.csumStart)
-	binary.LittleEndian.PutUint16(b[8:], h.csumOffset)
-}
-
 // txPlan is how one guest frame goes to the 82599.
 type txPlan struct {
 	// ctx: a context descriptor (MACLEN, IPLEN, L4LEN, MSS, TUCMD) comes
@@ -165,16 +157,9 @@ func softChecksum(f []byte, start, off int) {
 // SendOffload implements ixgbeemu.OffloadWire: the 82599's request becomes
 // the tap's virtio_net_hdr.
 func (w *portWire) SendOffload(segs [][]byte, off ixgbeemu.TxOffload) error {
-	h := vnetHdr{csumStart: off.CsumStart, csumOffset: off.CsumOffset}
-	if off.NeedsCsum {
-		h.flags = vnetNeedsCsum
-	}
-	if off.GSOType != ixgbeemu.GSONone {
-		h.gsoType, h.gsoSize, h.hdrLen = off.GSOType, off.GSOSize, off.HdrLen
-	}
 	hb := w.hdr[:len(w.zero)]
 	clear(hb)
-	h.put(hb)
+	off.PutVnetHeader(hb)
 	w.iov = append(append(w.iov[:0], hb), segs...)
 	w.err = w.port.Writev(w.iov)
 	return w.err

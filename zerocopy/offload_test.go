@@ -55,7 +55,10 @@ func tcpFrame(v6 bool, plen int) []byte {
 
 func vnet(flags, gso uint8, gsoSize, start, off uint16) []byte {
 	b := make([]byte, 12)
-	vnetHdr{flags: flags, gsoType: gso, gsoSize: gsoSize, csumStart: start, csumOffset: off}.put(b)
+	b[0], b[1] = flags, gso
+	binary.LittleEndian.PutUint16(b[4:], gsoSize)
+	binary.LittleEndian.PutUint16(b[6:], start)
+	binary.LittleEndian.PutUint16(b[8:], off)
 	return b
 }
 

@@ -135,3 +135,23 @@ func appendFrom(out, segs [][]byte, skip int) [][]byte {
 	}
 	return out
 }
+
+// PutVnetHeader writes off as the first 10 bytes of a virtio_net_hdr
+// (virtio 1.2 §5.1.6: flags, gso_type, hdr_len, gso_size, csum_start,
+// csum_offset, little-endian), the form a tap with IFF_VNET_HDR takes.
+// b must hold 10 bytes; the rest of b is left alone.
+func (off TxOffload) PutVnetHeader(b []byte) {
+	var flags, gso uint8
+	var hdrLen, gsoSize uint16
+	if off.NeedsCsum {
+		flags = 1 // VIRTIO_NET_HDR_F_NEEDS_CSUM
+	}
+	if off.GSOType != GSONone {
+		gso, hdrLen, gsoSize = off.GSOType, off.HdrLen, off.GSOSize
+	}
+	b[0], b[1] = flags, gso
+	binary.LittleEndian.PutUint16(b[2:], hdrLen)
+	binary.LittleEndian.PutUint16(b[4:], gsoSize)
+	binary.LittleEndian.PutUint16(b[6:], off.CsumStart)
+	binary.LittleEndian.PutUint16(b[8:], off.CsumOffset)
+}

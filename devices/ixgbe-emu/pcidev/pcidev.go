@@ -132,6 +132,7 @@ type Device struct {
 	log  *slog.Logger
 
 	fd     int // the port, non-blocking
+	vnet   int // virtio_net_hdr bytes in front of each frame on the port (a tap we opened: 10), or 0
 	stopFD int // eventfd: stop the reader
 	kickFD int // eventfd: RDT moved while the reader waits for descriptors
 	// waitRoom is set while the reader sleeps for free descriptors, so
@@ -141,6 +142,8 @@ type Device struct {
 
 	iov     [][]byte
 	scratch []byte
+	rxHdr   []byte     // the port's virtio_net_hdr of a received frame (discarded)
+	txMu    sync.Mutex // vnetWire scratch: tx queues may run concurrently
 
 	intx    atomic.Pointer[Line]
 	irqMu   sync.Mutex // MSI state and the INTx level
@@ -192,6 +195,7 @@ func New(cfg Config) (*Device, error) {
 		d.fd, err = adoptPort(cfg.Port)
 	} else {
 		d.fd, err = openTap(cfg.Tap)
+		d.vnet = vnetHdrLen
 		d.log = d.log.With("tap", cfg.Tap)
 	}
 	if err != nil {
@@ -216,7 +220,7 @@ func New(cfg Config) (*Device, error) {
 		MAC:      cfg.MAC,
 		Queues:   cfg.Queues,
 		DMA:      cfg.Mem,
-		Wire:     portWire{d},
+		Wire:     d.wire(),
 		IRQ:      irqSink{d},
 		RxNotify: d.rxNotify,
 	})
@@ -228,6 +232,7 @@ func New(cfg Config) (*Device, error) {
 		return nil, err
 	}
 	d.scratch = make([]byte, spillSize)
+	d.rxHdr = make([]byte, d.vnet)
 	d.done = make(chan struct{})
 	ok = true
 	go d.reader()
@@ -295,13 +300,26 @@ func (d *Device) closeFDs() {
 	}
 }
 
+// vnetHdrLen is the virtio_net_hdr in front of every frame on our tap.
+const vnetHdrLen = 10
+
 // openTap attaches to tap interface name (creating a non-persistent one if
-// it does not exist) in plain IFF_TAP|IFF_NO_PI mode: the 82599 sees whole
-// Ethernet frames, no virtio_net_hdr.
+// it does not exist) with IFF_VNET_HDR, so that the 82599's checksum and
+// TSO requests reach the host kernel whole (ixgbeemu.OffloadWire) instead
+// of being done in software. Frames from the host arrive finished
+// (TUNSETOFFLOAD 0): a guest 82599 driver takes no GSO frames.
 func openTap(name string) (int, error) {
-	fd, _, err := tap.OpenFD(name, false)
+	fd, _, err := tap.OpenFD(name, true)
 	if err != nil {
 		return -1, fmt.Errorf("ixgbe pcidev: %w", err)
+	}
+	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, vnetHdrLen); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("ixgbe pcidev: tap %s: TUNSETVNETHDRSZ: %w", name, err)
+	}
+	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, 0); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("ixgbe pcidev: tap %s: TUNSETOFFLOAD: %w", name, err)
 	}
 	return fd, nil
 }
@@ -526,19 +544,53 @@ func (d *Device) msiWritten(int, []byte) {
 
 // --- host port ---
 
-// portWire is the model's Wire: one writev per frame, straight from guest
-// memory. A frame the host refuses (full queue, interface down) is lost
-// as on a wire.
+// portWire is the model's Wire on a port without virtio_net_hdr: one
+// writev per frame, straight from guest memory. A frame the host refuses
+// (full queue, interface down) is lost as on a wire.
 type portWire struct{ d *Device }
 
-func (w portWire) Send(segs [][]byte) error {
+func (w portWire) Send(segs [][]byte) error { return w.d.writev(segs) }
+
+// vnetWire is the Wire on our tap: a virtio_net_hdr goes first, all zero
+// for a finished frame, or carrying the 82599's offload request, so the
+// frame's payload still goes straight from guest memory.
+type vnetWire struct {
+	d   *Device
+	hdr []byte
+	iov [][]byte
+}
+
+// Send implements ixgbeemu.Wire. The model calls its Wire under the tx
+// queue lock, one frame at a time (one queue carries traffic here; with
+// more, they serialise on the shared scratch through txMu).
+func (w *vnetWire) Send(segs [][]byte) error {
+	return w.SendOffload(segs, ixgbeemu.TxOffload{})
+}
+
+// SendOffload implements ixgbeemu.OffloadWire.
+func (w *vnetWire) SendOffload(segs [][]byte, off ixgbeemu.TxOffload) error {
+	w.d.txMu.Lock()
+	defer w.d.txMu.Unlock()
+	off.PutVnetHeader(w.hdr)
+	w.iov = append(append(w.iov[:0], w.hdr), segs...)
+	return w.d.writev(w.iov)
+}
+
+func (d *Device) wire() ixgbeemu.Wire {
+	if d.vnet == 0 {
+		return portWire{d}
+	}
+	return &vnetWire{d: d, hdr: make([]byte, d.vnet)}
+}
+
+func (d *Device) writev(segs [][]byte) error {
 	for {
-		_, err := unix.Writev(w.d.fd, segs)
+		_, err := unix.Writev(d.fd, segs)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if err != nil {
-			w.d.txErrs.Add(1)
+			d.txErrs.Add(1)
 			return err
 		}
 		return nil
@@ -636,7 +688,7 @@ func (d *Device) receiveOne() bool {
 	if mode == rxZeroCopy {
 		if bufs, ok := d.nic.RxTarget(rxQueue); ok {
 			room := 0
-			d.iov = d.iov[:0]
+			d.iov = append(d.iov[:0], d.rxHdr)
 			for _, b := range bufs {
 				d.iov = append(d.iov, b)
 				room += len(b)
@@ -645,11 +697,12 @@ func (d *Device) receiveOne() bool {
 			// frame from one that fills them exactly.
 			d.iov = append(d.iov, d.scratch)
 			n, err := unix.Readv(d.fd, d.iov)
+			n -= d.vnet
 			switch {
 			case err != nil:
 				d.nic.RxAbort(rxQueue)
 				return d.readFailed(err)
-			case n == 0:
+			case n <= 0:
 				d.nic.RxAbort(rxQueue)
 			case n > room:
 				d.nic.RxAbort(rxQueue)
@@ -661,10 +714,12 @@ func (d *Device) receiveOne() bool {
 			return true
 		}
 	}
-	n, err := unix.Read(d.fd, d.scratch)
+	d.iov = append(d.iov[:0], d.rxHdr, d.scratch)
+	n, err := unix.Readv(d.fd, d.iov)
 	if err != nil {
 		return d.readFailed(err)
 	}
+	n -= d.vnet
 	if mode == rxDiscard {
 		d.rxDiscarded.Add(1)
 		return true
