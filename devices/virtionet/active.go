@@ -32,8 +32,13 @@ type activeState struct {
 	lent    [][][]byte // segments of each lent rx buffer, by head index
 	lentGPA [][]uint64 // their guest-physical addresses (for models that post them to a NIC)
 	held    []uint16   // postings of each head collected for or held by the model
-	rxChain queue.Chain
-	rxBufs  []nic.Buf
+	// rxRefused: the model refused buffers (its pin cap), which stay in
+	// the avail ring. The driver will not kick for buffers it already made
+	// available, so the next completed frame, which frees room in the
+	// model, re-runs postRx instead.
+	rxRefused bool
+	rxChain   queue.Chain
+	rxBufs    []nic.Buf
 
 	txChain  queue.Chain
 	txFrames []nic.Buf
@@ -133,6 +138,7 @@ func (st *activeState) postRx() {
 	q := st.rx.Queue
 	returned := false
 	st.rxBufs = st.rxBufs[:0]
+	st.rxRefused = false
 	for {
 		empty, full := false, false
 		for len(st.rxBufs) < batch {
@@ -180,6 +186,7 @@ func (st *activeState) postRx() {
 			st.rxBufs = append(st.rxBufs, nic.Buf{ID: c.Head, Segs: segs, GPAs: gpas})
 		}
 		if full || !st.lend(0) {
+			st.rxRefused = true
 			break // the model is full: the rest stay in the avail ring
 		}
 		if empty {
@@ -251,6 +258,10 @@ func (st *activeState) RxFrame(bufs []nic.Used) {
 	st.n.Stats.RxFrames.Add(1)
 	st.n.Stats.RxBytes.Add(bytes - hdrLen)
 	st.publish(q, st.rx.Interrupt)
+	if st.rxRefused {
+		st.rxRefused = false
+		signalFD(st.rx.Doorbell) // the rx worker offers the refused buffers again
+	}
 }
 
 // TxDone implements nic.Sink. It may be called from inside Transmit (on

@@ -29,6 +29,7 @@ type fakeModel struct {
 	bufs []nic.Buf
 	sent [][]byte
 	stop atomic.Bool
+	capN int // if set, hold at most this many buffers (a pin cap)
 }
 
 func (f *fakeModel) Name() string                   { return "fake" }
@@ -42,10 +43,15 @@ func (f *fakeModel) Start(cfg nic.Config, s nic.Sink) error {
 func (f *fakeModel) PostRx(b []nic.Buf) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	n := 0
 	for _, x := range b {
+		if f.capN > 0 && len(f.bufs) == f.capN {
+			break
+		}
 		f.bufs = append(f.bufs, nic.Buf{ID: x.ID, Segs: append([][]byte(nil), x.Segs...)})
+		n++
 	}
-	return len(b)
+	return n
 }
 func (f *fakeModel) Transmit(frames []nic.Buf) {
 	ids := []uint16{}
@@ -215,6 +221,32 @@ func TestReceiveMergeable(t *testing.T) {
 	require.Positive(t, r.rxIRQ.n.Load())
 	require.Equal(t, uint64(1), r.dev.Stats.RxFrames.Load())
 	require.Equal(t, uint64(5000), r.dev.Stats.RxBytes.Load())
+}
+
+// A model that refuses buffers (its pin cap) gets them offered again as
+// frames complete: the driver made them available once and will not kick
+// for them again, so the device must not wait for a kick.
+func TestRefusedBuffersOfferedAgainAfterFrames(t *testing.T) {
+	r := newRig(t, true, 0)
+	r.model.mu.Lock()
+	r.model.capN = 4
+	r.model.mu.Unlock()
+	for i := 0; i < 12; i++ {
+		_, err := r.rxD.AddChain(nil, []uint32{2048})
+		require.NoError(t, err)
+	}
+	kick(r.rxBell) // the only kick
+	waitFor(t, "the cap's worth lent", func() bool { return r.model.posted() == 4 })
+	frame := make([]byte, hdrLen+100)
+	for i := 0; i < 12; i++ {
+		waitFor(t, "a buffer to receive into", func() bool { return r.model.posted() > 0 })
+		r.model.deliver(frame)
+	}
+	for i := 0; i < 12; i++ {
+		_, ok, err := r.rxD.PopUsed()
+		require.NoError(t, err)
+		require.True(t, ok, "frame %d delivered", i)
+	}
 }
 
 // Without MRG_RXBUF num_buffers must still be 1 (§5.1.6.4 with VERSION_1).
