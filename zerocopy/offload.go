@@ -3,6 +3,7 @@ package zerocopy
 import (
 	"encoding/binary"
 	"errors"
+	"github.com/govmm/govmm/devices/nic/csum"
 
 	ixgbeemu "github.com/govmm/govmm/devices/ixgbe-emu"
 )
@@ -128,30 +129,11 @@ func be16(at func(int) (byte, bool), off int) (uint16, bool) {
 	return uint16(a)<<8 | uint16(b), ok1 && ok2
 }
 
-// ones' complement arithmetic (RFC 1071).
-func csumAdd(s uint64, b []byte) uint64 {
-	for len(b) >= 2 {
-		s += uint64(binary.BigEndian.Uint16(b))
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		s += uint64(b[0]) << 8
-	}
-	return s
-}
-
-func csumFold(s uint64) uint16 {
-	for s>>16 != 0 {
-		s = s&0xFFFF + s>>16
-	}
-	return uint16(s)
-}
-
 // softChecksum completes a partial checksum in place (virtio 1.2
 // §5.1.6.2: the sum from csum_start to the end, stored at
 // csum_start+csum_offset, over the seed already there).
 func softChecksum(f []byte, start, off int) {
-	binary.BigEndian.PutUint16(f[start+off:], ^csumFold(csumAdd(0, f[start:])))
+	binary.BigEndian.PutUint16(f[start+off:], ^csum.Fold(csum.Sum(f[start:], 0)))
 }
 
 // SendOffload implements ixgbeemu.OffloadWire: the 82599's request becomes

@@ -2,6 +2,7 @@ package zerocopy
 
 import (
 	"encoding/binary"
+	"github.com/govmm/govmm/devices/nic/csum"
 
 	"github.com/govmm/govmm/devices/nic"
 )
@@ -176,7 +177,7 @@ func (m *Model) tsoHeader(pieces []txPiece, p txPlan, total int) []txPiece {
 	}
 	l4 := p.maclen + p.iplen
 	seed := binary.BigEndian.Uint16(hb[l4+16:])
-	binary.BigEndian.PutUint16(hb[l4+16:], csumFold(uint64(seed)+uint64(^uint16(total-l4))))
+	binary.BigEndian.PutUint16(hb[l4+16:], csum.Fold(uint64(seed)+uint64(^uint16(total-l4))))
 	m.txRest = rest
 	return append(append(pieces[:0], txPiece{gpa: m.txHdr, buf: hb}), rest...)
 }

@@ -2,6 +2,7 @@ package ixgbeemu
 
 import (
 	"encoding/binary"
+	"github.com/govmm/govmm/devices/nic/csum"
 	"sync"
 	"testing"
 	"time"
@@ -196,7 +197,7 @@ func ip4Hdr(proto uint8, l4len int) []byte {
 	h[9] = proto
 	copy(h[12:], []byte{10, 0, 0, 1})
 	copy(h[16:], []byte{10, 0, 0, 2})
-	binary.BigEndian.PutUint16(h[10:], ^fold(sumBytes(h, 0)))
+	binary.BigEndian.PutUint16(h[10:], ^csum.Fold(csum.Sum(h, 0)))
 	return h
 }
 

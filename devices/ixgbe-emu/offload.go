@@ -1,6 +1,10 @@
 package ixgbeemu
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/govmm/govmm/devices/nic/csum"
+)
 
 // Transmit offload hand-off. A software NIC's wire is often a host
 // interface that can checksum and segment by itself (a Linux tap with
@@ -100,7 +104,7 @@ func (d *Device) txHandOff(q *txQueue, w OffloadWire, total int, cmd, olinfo uin
 		binary.BigEndian.PutUint16(h[maclen+4:], uint16(total-maclen-40))
 	}
 	seed := binary.BigEndian.Uint16(h[l4+16:])
-	binary.BigEndian.PutUint16(h[l4+16:], fold(uint64(seed)+uint64(total-l4)))
+	binary.BigEndian.PutUint16(h[l4+16:], csum.Fold(uint64(seed)+uint64(total-l4)))
 	segs := append(q.hsegs[:0], h)
 	segs = appendFrom(segs, q.segs, hdr)
 	q.hsegs = segs

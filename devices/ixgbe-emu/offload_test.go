@@ -2,6 +2,7 @@ package ixgbeemu
 
 import (
 	"encoding/binary"
+	"github.com/govmm/govmm/devices/nic/csum"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -57,14 +58,14 @@ func TestTxTSOHandOff(t *testing.T) {
 		// pseudo-header seed without the length.
 		var ps uint64
 		if v6 {
-			ps = sumBytes(f[14+8:14+40], 0)
+			ps = csum.Sum(f[14+8:14+40], 0)
 			binary.BigEndian.PutUint16(f[14+4:], 0)
 		} else {
-			ps = sumBytes(f[14+12:14+20], 0)
+			ps = csum.Sum(f[14+12:14+20], 0)
 			binary.BigEndian.PutUint16(f[14+2:], 0)
 			binary.BigEndian.PutUint16(f[14+10:], 0)
 		}
-		binary.BigEndian.PutUint16(f[l4+16:], fold(ps+protoTCP))
+		binary.BigEndian.PutUint16(f[l4+16:], csum.Fold(ps+protoTCP))
 		copy(r.bytes(txBufs, hdr), f[:hdr])
 		copy(r.bytes(txBufs+0x1000, plen), f[hdr:])
 		tucmd, popts := uint32(tucmdL4TTCP), uint32(txdPoptsTXSM)
@@ -94,11 +95,11 @@ func TestTxTSOHandOff(t *testing.T) {
 			require.Equal(t, uint16(20+plen), binary.BigEndian.Uint16(got[14+4:]))
 		} else {
 			require.Equal(t, uint16(20+20+plen), binary.BigEndian.Uint16(got[14+2:]))
-			require.Equal(t, uint16(0xFFFF), fold(sumBytes(got[14:34], 0)), "IPv4 header checksum")
+			require.Equal(t, uint16(0xFFFF), csum.Fold(csum.Sum(got[14:34], 0)), "IPv4 header checksum")
 		}
 		// Complete the checksum as the wire would (NEEDS_CSUM over the whole
 		// frame): the result must be the frame's valid TCP checksum.
-		c := ^fold(sumBytes(got[l4:], 0))
+		c := ^csum.Fold(csum.Sum(got[l4:], 0))
 		binary.BigEndian.PutUint16(got[l4+16:], c)
 		require.Equal(t, uint16(0xFFFF), l4Sum(got, 14, v6, protoTCP))
 		require.Equal(t, uint64(7), r.d.Stats().TxFrames, "counted as the segments it stands for")
@@ -124,7 +125,7 @@ func TestTxChecksumHandOff(t *testing.T) {
 	require.Same(t, &r.ram[txBufs-memBase], &w.segs[0][0][0])
 	sw := w.get()
 	require.Len(t, sw, 1, "IXSM without TSO: software")
-	require.Equal(t, uint16(0xFFFF), fold(sumBytes(sw[0][14:34], 0)))
+	require.Equal(t, uint16(0xFFFF), csum.Fold(csum.Sum(sw[0][14:34], 0)))
 }
 
 // Hostile context descriptors never reach the wire.

@@ -2,6 +2,7 @@ package ixgbeemu
 
 import (
 	"encoding/binary"
+	"github.com/govmm/govmm/devices/nic/csum"
 	"sync/atomic"
 	"unsafe"
 )
@@ -90,35 +91,6 @@ func parseFrame(b []byte, n int) (p pktInfo) {
 	return
 }
 
-// Internet checksum helpers (RFC 1071). Partial sums are kept unfolded in a
-// uint64 of big-endian 32-bit words, which folds to the same 16-bit sum.
-
-func sumBytes(b []byte, s uint64) uint64 {
-	for len(b) >= 8 {
-		s += uint64(binary.BigEndian.Uint32(b)) + uint64(binary.BigEndian.Uint32(b[4:]))
-		b = b[8:]
-	}
-	if len(b) >= 4 {
-		s += uint64(binary.BigEndian.Uint32(b))
-		b = b[4:]
-	}
-	if len(b) >= 2 {
-		s += uint64(binary.BigEndian.Uint16(b))
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		s += uint64(b[0]) << 8
-	}
-	return s
-}
-
-func fold(s uint64) uint16 {
-	for s>>16 != 0 {
-		s = s&0xFFFF + s>>16
-	}
-	return uint16(s)
-}
-
 // segSum sums n bytes starting at byte off of the concatenation of segs.
 func segSum(segs [][]byte, off, n int, s uint64) uint64 {
 	odd := false
@@ -141,7 +113,7 @@ func segSum(segs [][]byte, off, n int, s uint64) uint64 {
 			b = b[1:]
 			odd = false
 		}
-		s = sumBytes(b, s)
+		s = csum.Sum(b, s)
 		if len(b)%2 == 1 {
 			odd = true
 		}
@@ -152,9 +124,9 @@ func segSum(segs [][]byte, off, n int, s uint64) uint64 {
 func pseudoSum(b []byte, p *pktInfo, l4len int) uint64 {
 	var s uint64
 	if p.ipv4 {
-		s = sumBytes(b[p.l3off+12:p.l3off+20], 0)
+		s = csum.Sum(b[p.l3off+12:p.l3off+20], 0)
 	} else {
-		s = sumBytes(b[p.l3off+8:p.l3off+40], 0)
+		s = csum.Sum(b[p.l3off+8:p.l3off+40], 0)
 	}
 	return s + uint64(p.l4proto) + uint64(l4len)
 }
@@ -213,7 +185,7 @@ func rxOffload(segs [][]byte, n int) (pktType, status, errs uint32, p pktInfo) {
 	if p.ipv4 {
 		pktType |= pktTypeIPv4
 		status |= rxdStatIPCS
-		if fold(sumBytes(b[p.l3off:p.l3off+p.ipHdrLen], 0)) != 0xFFFF {
+		if csum.Fold(csum.Sum(b[p.l3off:p.l3off+p.ipHdrLen], 0)) != 0xFFFF {
 			errs |= rxdErrIPE
 		}
 	} else {
@@ -235,7 +207,7 @@ func rxOffload(segs [][]byte, n int) (pktType, status, errs uint32, p pktInfo) {
 	}
 	status |= rxdStatL4CS
 	s := segSum(segs, p.l4off, l4len, pseudoSum(b, &p, l4len))
-	if fold(s) != 0xFFFF {
+	if csum.Fold(s) != 0xFFFF {
 		errs |= rxdErrTCPE
 	}
 	return

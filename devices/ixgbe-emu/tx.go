@@ -2,6 +2,7 @@ package ixgbeemu
 
 import (
 	"encoding/binary"
+	"github.com/govmm/govmm/devices/nic/csum"
 	"hash/crc32"
 	"sync"
 )
@@ -288,7 +289,7 @@ func (d *Device) txSend(q *txQueue, total int, cmd, olinfo uint32) error {
 		}
 		// The driver seeds the checksum field with the pseudo-header sum
 		// (§7.2.5.1); the hardware sums from the L4 header to the end.
-		c := ^fold(sumBytes(f[l4:], 0))
+		c := ^csum.Fold(csum.Sum(f[l4:], 0))
 		if c == 0 && l4t != tucmdL4TTCP {
 			c = 0xFFFF
 		}
@@ -299,7 +300,7 @@ func (d *Device) txSend(q *txQueue, total int, cmd, olinfo uint32) error {
 
 func ipChecksum(h []byte) {
 	binary.BigEndian.PutUint16(h[10:], 0)
-	binary.BigEndian.PutUint16(h[10:], ^fold(sumBytes(h, 0)))
+	binary.BigEndian.PutUint16(h[10:], ^csum.Fold(csum.Sum(h, 0)))
 }
 
 // tso segments a TCP frame (§7.2.4 "TCP segmentation"): every segment gets
@@ -354,8 +355,8 @@ func (d *Device) tso(q *txQueue, f []byte, ctx txCtx, maclen, iplen int, ipv4 bo
 			m &= uint16(flgl >> 16 & 0xFFF)
 		}
 		binary.BigEndian.PutUint16(s[l4+12:], flags&0xF000|flags&m)
-		sum := sumBytes(s[l4:], uint64(l4len+len(chunk)))
-		binary.BigEndian.PutUint16(s[l4+16:], ^fold(sum))
+		sum := csum.Sum(s[l4:], uint64(l4len+len(chunk)))
+		binary.BigEndian.PutUint16(s[l4+16:], ^csum.Fold(sum))
 		if err := d.emitOne(q, s, vlan); err != nil {
 			return err
 		}

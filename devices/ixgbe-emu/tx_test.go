@@ -2,6 +2,7 @@ package ixgbeemu
 
 import (
 	"encoding/binary"
+	"github.com/govmm/govmm/devices/nic/csum"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -96,13 +97,13 @@ func TestTxChecksumInsertion(t *testing.T) {
 		// seed = folded pseudo-header sum (with length), IPv4 csum zeroed
 		var ps uint64
 		if c.v6 {
-			ps = sumBytes(f[14+8:14+40], 0)
+			ps = csum.Sum(f[14+8:14+40], 0)
 		} else {
-			ps = sumBytes(f[14+12:14+20], 0)
+			ps = csum.Sum(f[14+12:14+20], 0)
 			f[14+10], f[14+11] = 0, 0
 		}
 		ps += uint64(c.proto) + uint64(len(f)-l4)
-		binary.BigEndian.PutUint16(f[co:], fold(ps))
+		binary.BigEndian.PutUint16(f[co:], csum.Fold(ps))
 		addr := txBufs + uint64(i)*0x1000
 		copy(r.bytes(addr, len(f)), f)
 		r.txCtx(0, slot, 14, c.iplen, c.tucmd, 0, 0)
@@ -117,7 +118,7 @@ func TestTxChecksumInsertion(t *testing.T) {
 		require.Equal(t, want, got, "frame %d", i)
 		require.Equal(t, uint16(0xFFFF), l4Sum(got, 14, c.v6, c.proto))
 		if !c.v6 {
-			require.Equal(t, uint16(0xFFFF), fold(sumBytes(got[14:34], 0)))
+			require.Equal(t, uint16(0xFFFF), csum.Fold(csum.Sum(got[14:34], 0)))
 		}
 	}
 }
@@ -141,12 +142,12 @@ func TestTxTSO(t *testing.T) {
 		// Linux ixgbe_tso: pseudo-header seed without the length
 		var ps uint64
 		if v6 {
-			ps = sumBytes(f[14+8:14+40], 0)
+			ps = csum.Sum(f[14+8:14+40], 0)
 		} else {
-			ps = sumBytes(f[14+12:14+20], 0)
+			ps = csum.Sum(f[14+12:14+20], 0)
 		}
 		ps += protoTCP
-		binary.BigEndian.PutUint16(f[14+iplen+16:], fold(ps))
+		binary.BigEndian.PutUint16(f[14+iplen+16:], csum.Fold(ps))
 		hdr := 14 + iplen + 20
 		copy(r.bytes(txBufs, hdr), f[:hdr])
 		copy(r.bytes(txBufs+0x1000, plen), f[hdr:])
@@ -180,7 +181,7 @@ func TestTxTSO(t *testing.T) {
 			} else {
 				require.Equal(t, uint16(20+20+n), binary.BigEndian.Uint16(s[14+2:]))
 				require.Equal(t, uint16(0x1234+i), binary.BigEndian.Uint16(s[14+4:]))
-				require.Equal(t, uint16(0xFFFF), fold(sumBytes(s[14:34], 0)), "IP checksum")
+				require.Equal(t, uint16(0xFFFF), csum.Fold(csum.Sum(s[14:34], 0)), "IP checksum")
 			}
 			require.Equal(t, uint16(0xFFFF), l4Sum(s, 14, v6, protoTCP), "TCP checksum seg %d", i)
 			require.Equal(t, f[hdr+i*mss:hdr+i*mss+n], s[hdr:])
