@@ -60,7 +60,7 @@ done
 echo "RESULT: vmm-exit $(cat "$WORK/rc")"
 `
 	res := env.Run(t, harness.Scenario{Name: "ixgbe", HostScript: host, GuestFiles: map[string]string{"/ixgbe.sh": ixgbeGuest},
-		Timeout: 5 * time.Minute, Network: true})
+		Timeout: 8 * time.Minute, Network: true})
 	r := res[0]
 	v := r.Values
 	assert.False(t, r.TimedOut)

@@ -61,7 +61,7 @@ echo "RESULT: vmm-exit $(cat "$WORK/rc")"
 [ -s "$WORK/stats.json" ] && echo "RESULT: stats-rx_frames $(sed -n 's/.*"rx_frames": \([0-9]*\).*/\1/p' "$WORK/stats.json" | head -1)"
 `
 	res := env.Run(t, harness.Scenario{Name: "lifecycle", HostScript: host, GuestFiles: map[string]string{"/life.sh": lifeGuest},
-		Timeout: 5 * time.Minute, Network: true})
+		Timeout: 8 * time.Minute, Network: true})
 	r := res[0]
 	v := r.Values
 	assert.False(t, r.TimedOut)

@@ -141,8 +141,8 @@ func TestVirtioNet(t *testing.T) {
 	env := harness.Setup(t)
 	files := map[string]string{"/net.sh": netGuest}
 	sc := []harness.Scenario{
-		{Name: "govmm-mrg", HostScript: netHost(govmmNet(",path=copy")), GuestFiles: files, Timeout: 4 * time.Minute, Network: true},
-		{Name: "govmm-nomrg", HostScript: netHost(govmmNet(",path=copy,mrg-rxbuf=off")), GuestFiles: files, Timeout: 4 * time.Minute, Network: true},
+		{Name: "govmm-mrg", HostScript: netHost(govmmNet(",path=copy")), GuestFiles: files, Timeout: 8 * time.Minute, Network: true},
+		{Name: "govmm-nomrg", HostScript: netHost(govmmNet(",path=copy,mrg-rxbuf=off")), GuestFiles: files, Timeout: 8 * time.Minute, Network: true},
 	}
 	if env.Mode == harness.Nested {
 		sc = append(sc, harness.Scenario{Name: "qemu-vhost-off", HostScript: netHost(`cat "$INITRD" "$OVERLAY" >"$WORK/initrd"
@@ -156,7 +156,7 @@ qemu-system-x86_64 -enable-kvm -cpu host -m 512 -smp 1 -nographic -no-reboot -no
 		case $line in *"GOVMM-GUEST: end"*) (sleep 5; killall qemu-system-x86_64) & ;; esac
 	done
 true`),
-			GuestFiles: files, Timeout: 4 * time.Minute, Network: true})
+			GuestFiles: files, Timeout: 8 * time.Minute, Network: true})
 	}
 	res := env.Run(t, sc...)
 	for _, r := range res {

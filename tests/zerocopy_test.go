@@ -38,8 +38,8 @@ func TestZeroCopy(t *testing.T) {
 	// length cross the 82599 and the descriptor layout.
 	big := map[string]string{"/net.sh": netGuest, "/extra.sh": ping100 + randomPings, "/xfer-size": "268435456"}
 	res := env.Run(t,
-		harness.Scenario{Name: "zerocopy-mrg", HostScript: netHostSized(govmmNet(""), 256<<20), GuestFiles: big, Timeout: 9 * time.Minute, Network: true},
-		harness.Scenario{Name: "zerocopy-nomrg", HostScript: netHost(govmmNet(",mrg-rxbuf=off")), GuestFiles: files, Timeout: 5 * time.Minute, Network: true},
+		harness.Scenario{Name: "zerocopy-mrg", HostScript: netHostSized(govmmNet(""), 256<<20), GuestFiles: big, Timeout: 14 * time.Minute, Network: true},
+		harness.Scenario{Name: "zerocopy-nomrg", HostScript: netHost(govmmNet(",mrg-rxbuf=off")), GuestFiles: files, Timeout: 8 * time.Minute, Network: true},
 	)
 	for _, r := range res {
 		assert.Contains(t, r.Output, "model ixgbe-zerocopy", "%s: the default path is zero-copy", r.Name)
