@@ -71,6 +71,8 @@ type Model struct {
 	txIDs     []uint16
 	txPieces  []txPiece // txOne scratch (under txMu)
 	txFailing bool      // the last send failed (under txMu)
+	txCsum    bool      // the guest negotiated CSUM / HOST_TSO4|6 (under txMu)
+	txTSO     bool
 	txRest    []txPiece
 
 	pin pinAccount
@@ -160,6 +162,13 @@ func (m *Model) Start(cfg nic.Config, sink nic.Sink) error {
 	if cfg.HdrLen != 10 && cfg.HdrLen != 12 && cfg.HdrLen != 20 {
 		return fmt.Errorf("zerocopy: virtio_net_hdr length %d", cfg.HdrLen)
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.running {
+		// Before touching the port: the running reader's frames depend on
+		// its header length.
+		return errors.New("zerocopy: already started")
+	}
 	if s, ok := m.cfg.Port.(HdrLenSetter); ok {
 		if err := s.SetHdrLen(cfg.HdrLen); err != nil {
 			return fmt.Errorf("zerocopy: port header length: %w", err)
@@ -169,11 +178,6 @@ func (m *Model) Start(cfg nic.Config, sink nic.Sink) error {
 		if err := s.SetOffload(cfg); err != nil {
 			return fmt.Errorf("zerocopy: port offloads: %w", err)
 		}
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.running {
-		return errors.New("zerocopy: already started")
 	}
 	m.ncfg, m.sink = cfg, sink
 	m.layout = LayoutFromConfig(cfg, m.cfg.MTU)
@@ -239,6 +243,7 @@ func (m *Model) program() error {
 	d.WriteReg(regTDH, 0)
 	d.WriteReg(regTDT, 0)
 	m.txTail, m.txHdrLen = 0, m.ncfg.HdrLen
+	m.txCsum, m.txTSO = m.ncfg.HostCsum, m.ncfg.HostTSO4 || m.ncfg.HostTSO6
 	d.WriteReg(regTXDCTL, xdctlEnable)
 	if d.ReadReg(regTXDCTL)&xdctlEnable == 0 {
 		return errors.New("zerocopy: 82599 tx queue 0 did not enable")

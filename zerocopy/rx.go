@@ -198,7 +198,9 @@ func (m *Model) completeZC(n int) []nic.Used {
 	for i, l := range m.lens {
 		m.used[m.lay[i]].Written += uint32(l)
 	}
-	m.putHdr(m.zcq.at(0).buf.Segs[0][:hdr], nb)
+	// Decide checked the first segment holds the header; the scatter form
+	// stays safe even if that ever stopped being true.
+	m.putHdrScatter(m.zcq.at(0).buf.Segs, nb, true)
 	for b := range nb {
 		m.pin.release(m.zcq.at(b).size)
 	}

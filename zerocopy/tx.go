@@ -59,8 +59,11 @@ func (m *Model) txOne(f *nic.Buf) {
 	}
 	pieces := m.txPieces
 	plan, err := planTx(parseVnetHdr(vh[:]), func(off int) (byte, bool) { return pieceByte(pieces, off) }, total)
-	if err != nil || total > gsoMaxFrame || (!plan.tso && total > txMaxFrame) {
-		m.cnt.txDropped.Add(1) // malformed offload request, or longer than any frame
+	if err != nil || total > gsoMaxFrame || (!plan.tso && total > txMaxFrame) ||
+		((plan.ctx || plan.soft) && !m.txCsum) || (plan.tso && !m.txTSO) {
+		// A malformed offload request, one the driver did not negotiate
+		// (§5.1.6.2: it must not ask), or longer than any frame.
+		m.cnt.txDropped.Add(1)
 		return
 	}
 	if !zc || plan.soft {
