@@ -68,7 +68,7 @@ type Result struct {
 	Duration time.Duration
 	TimedOut bool
 	Values   map[string]string // "RESULT: key value..." lines: key -> rest of line
-	Retried  bool              // the first attempt's guest triple-faulted in the nested host (see Run)
+	Retried  bool              // the first attempt's guest triple-faulted or hung in the nested host (see Run)
 }
 
 const defaultTimeout = 2 * time.Minute
@@ -332,16 +332,16 @@ func (e *Env) Run(t T, scenarios ...Scenario) []Result {
 		}
 	}
 	results := e.run(t, scenarios)
-	// A guest that triple-faults inside the nested test host is retried
-	// once, in a fresh test-host boot: L2 guests there triple-fault now
-	// and then under network load whichever VMM runs them (QEMU's own
+	// A guest that triple-faults or hangs inside the nested test host is
+	// retried once, in a fresh test-host boot: L2 guests there die or hang
+	// now and then under network load whichever VMM runs them (QEMU's own
 	// virtio-net guest does too; see README "Known problems"). A second
-	// fault fails the scenario like any other.
+	// failure fails the scenario like any other.
 	var again []Scenario
 	var at []int
 	for i, r := range results {
-		if e.Mode == Nested && strings.Contains(r.Output, GuestCrashMarker) {
-			t.Logf("harness: WARNING: scenario %s: the guest triple-faulted in the nested test host; retrying it once", r.Name)
+		if e.Mode == Nested && (strings.Contains(r.Output, GuestCrashMarker) || r.TimedOut) {
+			t.Logf("harness: WARNING: scenario %s: the guest triple-faulted or hung (timed out) in the nested test host; retrying it once", r.Name)
 			again, at = append(again, scenarios[i]), append(at, i)
 		}
 	}
