@@ -55,7 +55,6 @@ func LayoutFromConfig(c nic.Config, mtu int) GuestLayout {
 }
 
 const (
-	stdMaxFrame = 1514 + 4        // Ethernet + 802.1Q tag, FCS stripped
 	gsoMaxFrame = 65535 + 14 + 4  // a 64 KiB GSO frame
 	bsizeUnit   = 1024            // SRRCTL.BSIZEPKT unit (§8.2.3.8.7)
 	bsizeMax    = 16 * bsizeUnit  // largest BSIZEPKT the 82599 accepts
