@@ -10,7 +10,7 @@ demo:
 	scripts/install-deps
 	$(GO) run ./cmd/govmm-demo
 
-## test: install deps, lint, unit tests with -race, every fuzz target briefly, then the end-to-end tests (native or nested)
+## test: install deps, lint, unit tests with -race, every fuzz target briefly (20000 inputs each), then the end-to-end tests (native or nested)
 test: lint unit fuzz e2e
 
 lint:
