@@ -75,3 +75,73 @@ echo "RESULT: vmm-exit $(cat "$WORK/rc")"
 	assert.Greater(t, atoi(v["stats-rx_frames"]), 100, "the stats file is written at exit")
 	assert.Contains(t, r.Output, "guest stopped by signal terminated")
 }
+
+// rebootGuest: the first boot starts a host→guest iperf3 and resets the
+// machine (reboot -f) in the middle of it; the second boot must find a
+// working network. The host tells the guest which boot it is (port 5005).
+const rebootGuest = `#!/bin/sh
+H=10.77.1.1
+i=0; while ! ping -c1 -W1 $H >/dev/null 2>&1 && [ $i -lt 30 ]; do i=$((i+1)); done
+n=$(nc $H 5005)
+echo "RESULT: boot$n 1"
+if [ "$n" = 1 ]; then
+	iperf3 -c $H -p 5211 -t 60 -R >/dev/null 2>&1 &
+	sleep 5
+	echo "RESULT: rx-packets-before-reboot $(cat /sys/class/net/eth0/statistics/rx_packets)"
+	reboot -f
+	sleep 60
+fi
+echo "RESULT: after-reboot $(ping -c 5 -i 0.2 $H | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')"
+echo "RESULT: after-reboot-rx-mbps $(iperf3 -c $H -p 5212 -t 5 -R -f m | awk '/receiver/{print $(NF-2)}')"
+echo "RESULT: after-reboot-tx-mbps $(iperf3 -c $H -p 5212 -t 5 -f m | awk '/receiver/{print $(NF-2)}')"
+`
+
+// rebootHost runs rebootGuest on the default zero-copy path with a tap
+// govmm creates: the tap, with the address the host gave it, must survive
+// the reboot and go when govmm exits. A SIGUSR1 state dump is taken on the
+// second boot.
+const rebootHost = `iperf3 -s -D -p 5211 >/dev/null
+iperf3 -s -D -p 5212 >/dev/null
+( busybox nc -l -p 5005 -e echo 1; busybox nc -l -p 5005 -e echo 2 ) &
+( "$GOVMM" --log-level info run --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M \
+	--net tap=tapr,mac=` + guestMAC + ` --cmdline "console=ttyS0 panic=-1 quiet govmm.ip=10.77.1.2/24 govmm.run=/reboot.sh"
+  echo $? >"$WORK/rc" ) 2>&1 | while IFS= read -r line; do
+	printf '%s\n' "$line"
+	case $line in
+	*"virtio-net active"*)
+		/sbin/ip addr add 10.77.1.1/24 dev tapr 2>/dev/null; /sbin/ip link set tapr up ;;
+	*"guest reset"*"rebooting"*)
+		echo "RESULT: tap-kept-addr $(/sbin/ip -4 addr show tapr 2>/dev/null | grep -c 10.77.1.1)" ;;
+	*"RESULT: boot2 1"*)
+		kill -USR1 $(pidof govmm) ;;
+	esac
+done
+echo "RESULT: vmm-exit $(cat "$WORK/rc")"
+/sbin/ip link show tapr >/dev/null 2>&1 && echo "RESULT: tap-left 1" || echo "RESULT: tap-left 0"
+`
+
+// TestReboot: a guest that reboots in the middle of an iperf3 transfer
+// comes back up with a working network (a new machine on the same tap).
+func TestReboot(t *testing.T) {
+	env := harness.Setup(t)
+	res := env.Run(t, harness.Scenario{Name: "reboot", HostScript: rebootHost, GuestFiles: map[string]string{"/reboot.sh": rebootGuest},
+		Timeout: 6 * time.Minute, Network: true})
+	r := res[0]
+	v := r.Values
+	assert.False(t, r.TimedOut)
+	assert.Equal(t, "1", v["boot1"], "first boot")
+	assert.Greater(t, atoi(v["rx-packets-before-reboot"]), 100, "the reset came in the middle of a transfer")
+	assert.Contains(t, r.Output, "rebooting, boot 2")
+	assert.Equal(t, "1", v["tap-kept-addr"], "the tap govmm created survives the reboot with its address")
+	assert.Equal(t, "1", v["boot2"], "second boot")
+	assert.Equal(t, "5", v["after-reboot"], "ping after the reboot")
+	for _, k := range []string{"after-reboot-rx-mbps", "after-reboot-tx-mbps"} {
+		assert.NotEmpty(t, v[k], k)
+		assert.NotEqual(t, "0.00", v[k], k)
+	}
+	assert.Contains(t, r.Output, "govmm: state dump (SIGUSR1)")
+	assert.Contains(t, r.Output, "rx: next_avail=")
+	assert.Equal(t, "0", v["vmm-exit"])
+	assert.Equal(t, "0", v["tap-left"], "the tap govmm created is removed at exit")
+	t.Logf("after the reboot: iperf3 host→guest %s, guest→host %s Mbit/s", v["after-reboot-rx-mbps"], v["after-reboot-tx-mbps"])
+}

@@ -66,6 +66,9 @@ echo "RESULT: host-recv-sha $(sha256sum "$WORK/g" | cut -d' ' -f1)"
 const netGuest = `#!/bin/sh
 H=` + hostIP + `
 echo "RESULT: mac $(cat /sys/class/net/eth0/address)"
+# A heartbeat tells a stalled network from a hung guest in the log.
+s=/sys/class/net/eth0/statistics
+( while sleep 10; do echo "HEARTBEAT rx_packets $(cat $s/rx_packets) tx_packets $(cat $s/tx_packets)"; done ) &
 [ -f /extra.sh ] && . /extra.sh
 echo "RESULT: driver $(ethtool -i eth0 | sed -n 's/^driver: //p')"
 i=0; while ! ping -c1 -W1 $H >/dev/null 2>&1 && [ $i -lt 20 ]; do i=$((i+1)); done

@@ -99,6 +99,13 @@ func New(cfg Config) (_ *Machine, err error) {
 		return nil, fmt.Errorf("kernel: %w", err)
 	}
 
+	// The MACs are fixed here, so a reboot (RebootConfig) keeps them.
+	cfg.Nets = append([]NetConfig(nil), cfg.Nets...)
+	for i := range cfg.Nets {
+		if cfg.Nets[i].MAC == nil {
+			cfg.Nets[i].MAC = randomMAC()
+		}
+	}
 	m := &Machine{cfg: cfg, log: cfg.Logger, stopped: make(chan struct{}), threads: map[int]int{}}
 	defer func() {
 		// Release whatever was acquired before the failure.

@@ -5,6 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/govmm/govmm/devices/ixgbe-emu/pcidev"
 	"github.com/govmm/govmm/devices/nic"
@@ -28,6 +32,9 @@ type NetConfig struct {
 	Model string
 	// OnActivate is called when the guest driver brings the device up.
 	OnActivate func(model string, features uint64)
+	// OwnsTap: govmm created this tap for an earlier boot of the guest
+	// (see RebootConfig); it is removed when this machine closes.
+	OwnsTap bool
 }
 
 // NetDevice is a guest NIC as the machine holds it.
@@ -39,25 +46,52 @@ type NetDevice struct {
 	model     nic.Model
 	closeFn   func() error
 	modelName string
+	tapFD     func() int // the backend's tap descriptor (-1: none)
+	ownsTap   bool       // govmm created the tap: it goes when the machine does
 }
+
+// tapHolder is a backend attached to a host tap.
+type tapHolder interface{ TapFD() int }
 
 // addNet builds the model, the virtio-net device and its PCI function.
 func (m *Machine) addNet(c NetConfig) error {
-	if c.MAC == nil {
-		c.MAC = randomMAC()
-	}
+	_, statErr := os.Stat("/sys/class/net/" + c.Tap)
+	created := errors.Is(statErr, os.ErrNotExist)
+	var err error
 	if c.Model == "ixgbe" {
-		return m.addIxgbe(c)
+		err = m.addIxgbe(c)
+	} else {
+		err = m.addVirtioNet(c)
 	}
+	if err != nil {
+		return err
+	}
+	n := m.nets[len(m.nets)-1]
+	n.ownsTap = created || c.OwnsTap
+	if c.OwnsTap {
+		// Persistent only for the reboot: from now on it goes with govmm.
+		if fd := n.tapFD(); fd >= 0 {
+			if err := tap.SetPersist(fd, false); err != nil {
+				m.log.Warn("tap kept for the reboot stays after govmm exits", "tap", c.Tap, "err", err)
+			}
+		}
+	}
+	return nil
+}
+
+// addVirtioNet builds the backend model, the virtio-net device and its PCI
+// function.
+func (m *Machine) addVirtioNet(c NetConfig) error {
 	var model nic.Model
 	var closer func() error
+	var holder tapHolder
 	switch c.Path {
 	case "copy":
 		t, err := tap.Open(c.Tap)
 		if err != nil {
 			return err
 		}
-		model, closer = t, t.Close
+		model, closer, holder = t, t.Close, t
 	case "", "zerocopy":
 		port, err := zerocopy.OpenTap(c.Tap)
 		if err != nil {
@@ -78,7 +112,7 @@ func (m *Machine) addNet(c NetConfig) error {
 			port.Close()
 			return err
 		}
-		model = zc
+		model, holder = zc, port
 		closer = func() error { zc.Close(); return port.Close() }
 	default:
 		return fmt.Errorf("--net path=%s: want zerocopy or copy", c.Path)
@@ -103,7 +137,7 @@ func (m *Machine) addNet(c NetConfig) error {
 	if _, err := m.PCI.Add(tr); err != nil {
 		return fmt.Errorf("net %s: %w", c.Tap, err)
 	}
-	m.nets = append(m.nets, &NetDevice{Config: c, Dev: dev, transport: tr, model: model, closeFn: closer, modelName: model.Name()})
+	m.nets = append(m.nets, &NetDevice{Config: c, Dev: dev, transport: tr, model: model, closeFn: closer, modelName: model.Name(), tapFD: holder.TapFD})
 	return nil
 }
 
@@ -128,8 +162,33 @@ func (m *Machine) addIxgbe(c NetConfig) error {
 		dev.Close()
 		return fmt.Errorf("net %s: %w", c.Tap, err)
 	}
-	m.nets = append(m.nets, &NetDevice{Config: c, ixgbe: dev, closeFn: dev.Close, modelName: "ixgbe"})
+	m.nets = append(m.nets, &NetDevice{Config: c, ixgbe: dev, closeFn: dev.Close, modelName: "ixgbe", tapFD: dev.TapFD})
 	return nil
+}
+
+// RebootConfig returns the configuration for the next boot of this guest
+// after it reset, and makes the taps govmm created outlive this machine's
+// Close (TUNSETPERSIST) so the next machine attaches to them with their
+// host-side addresses and routes intact; that machine removes them again
+// when it closes. Call it before Close.
+func (m *Machine) RebootConfig() Config {
+	cfg := m.cfg
+	cfg.Nets = append([]NetConfig(nil), cfg.Nets...)
+	for i, n := range m.nets {
+		if !n.ownsTap {
+			continue
+		}
+		fd := n.tapFD()
+		if fd < 0 {
+			continue
+		}
+		if err := tap.SetPersist(fd, true); err != nil {
+			m.log.Warn("tap is re-created for the reboot, without its host configuration", "tap", n.Config.Tap, "err", err)
+			continue
+		}
+		cfg.Nets[i].OwnsTap = true
+	}
+	return cfg
 }
 
 // Nets returns the machine's NICs.
@@ -153,4 +212,37 @@ func randomMAC() net.HardwareAddr {
 	mac := net.HardwareAddr{0x52, 0x54, 0x00, 0, 0, 0}
 	_, _ = rand.Read(mac[3:])
 	return mac
+}
+
+// DebugState describes every NIC for a state dump (govmm's SIGUSR1).
+func (m *Machine) DebugState() string {
+	var b strings.Builder
+	for i, n := range m.nets {
+		fmt.Fprintf(&b, "net%d (tap %s, %s):\n", i, n.Config.Tap, n.modelName)
+		switch {
+		case n.Dev != nil:
+			for _, l := range strings.Split(n.Dev.DebugState(), "\n") {
+				fmt.Fprintf(&b, "  %s\n", l)
+			}
+		default:
+			b.WriteString("  guest-visible device: its state is in the guest (ethtool -S)\n")
+		}
+	}
+	return b.String()
+}
+
+// ReleaseTaps removes the taps RebootConfig kept in cfg, for a reboot
+// whose new machine could not be built.
+func ReleaseTaps(cfg Config) {
+	for _, n := range cfg.Nets {
+		if !n.OwnsTap {
+			continue
+		}
+		fd, _, err := tap.OpenFD(n.Tap, true)
+		if err != nil {
+			continue
+		}
+		_ = tap.SetPersist(fd, false)
+		_ = unix.Close(fd)
+	}
 }

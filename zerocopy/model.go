@@ -380,3 +380,11 @@ func (p *postQueue) pop(k int) {
 	}
 	p.n -= k
 }
+
+// DebugState implements nic.Debugger.
+func (m *Model) DebugState() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return fmt.Sprintf("zero-copy: running=%v, zero-copy lane %d buffers, bounce lane %d, rx head %d of %d, a frame needs %d descriptors",
+		m.running, m.zcq.len(), len(m.bounce), m.rxHead, m.rxSize, m.need)
+}

@@ -44,6 +44,9 @@ func OpenTap(name string) (*TapPort, error) {
 	return p, nil
 }
 
+// TapFD returns the tap descriptor (for tap.SetPersist).
+func (p *TapPort) TapFD() int { return p.fd }
+
 // SetHdrLen implements HdrLenSetter (TUNSETVNETHDRSZ).
 func (p *TapPort) SetHdrLen(n int) error {
 	if err := unix.IoctlSetPointerInt(p.fd, unix.TUNSETVNETHDRSZ, n); err != nil {

@@ -20,60 +20,97 @@ import (
 
 // RunCmd is `govmm run`.
 type RunCmd struct {
-	Kernel  string   `help:"Linux bzImage to boot." required:"" type:"path" placeholder:"PATH"`
-	Initrd  []string `sep:"none" help:"Initramfs (cpio, optionally compressed). Repeat to append archives; the kernel unpacks them in order." type:"path" placeholder:"PATH"`
-	Cmdline string   `help:"Kernel command line." default:"console=ttyS0 panic=-1" placeholder:"STR"`
-	Mem     string   `help:"Guest RAM: a number with an optional K, M or G suffix (default unit MiB)." default:"512M" placeholder:"SIZE"`
-	CPUs    int      `help:"Number of vCPUs (1-32)." default:"1" name:"cpus" placeholder:"N"`
-	Net     []string `sep:"none" help:"Network interface: tap=NAME[,mac=MAC][,mtu=N][,mrg-rxbuf=on|off][,path=zerocopy|copy][,pin-limit=SIZE][,model=virtio|ixgbe]. Repeatable. The tap is created if missing (and removed at exit). path=zerocopy (default): guest rx buffers are registered with an emulated Intel 82599 that writes frames straight into them; pin-limit caps the guest memory registered with it (default 1M). path=copy: the plain tap model. model=ixgbe: the guest sees the emulated 82599 itself (its ixgbe driver binds) instead of virtio-net." placeholder:"SPEC"`
-	Stats   string   `help:"Write per-NIC statistics as JSON to FILE every second and at exit (rx/tx frames, zero-copy vs copied, pinned bytes)." placeholder:"FILE"`
-	KVM     string   `help:"KVM device." default:"/dev/kvm" name:"kvm" placeholder:"PATH"`
+	Kernel   string   `help:"Linux bzImage to boot." required:"" type:"path" placeholder:"PATH"`
+	Initrd   []string `sep:"none" help:"Initramfs (cpio, optionally compressed). Repeat to append archives; the kernel unpacks them in order." type:"path" placeholder:"PATH"`
+	Cmdline  string   `help:"Kernel command line." default:"console=ttyS0 panic=-1" placeholder:"STR"`
+	Mem      string   `help:"Guest RAM: a number with an optional K, M or G suffix (default unit MiB)." default:"512M" placeholder:"SIZE"`
+	CPUs     int      `help:"Number of vCPUs (1-32)." default:"1" name:"cpus" placeholder:"N"`
+	Net      []string `sep:"none" help:"Network interface: tap=NAME[,mac=MAC][,mtu=N][,mrg-rxbuf=on|off][,path=zerocopy|copy][,pin-limit=SIZE][,model=virtio|ixgbe]. Repeatable. The tap is created if missing (and removed at exit). path=zerocopy (default): guest rx buffers are registered with an emulated Intel 82599 that writes frames straight into them; pin-limit caps the guest memory registered with it (default 1M). path=copy: the plain tap model. model=ixgbe: the guest sees the emulated 82599 itself (its ixgbe driver binds) instead of virtio-net." placeholder:"SPEC"`
+	Stats    string   `help:"Write per-NIC statistics as JSON to FILE every second and at exit (rx/tx frames, zero-copy vs copied, pinned bytes)." placeholder:"FILE"`
+	KVM      string   `help:"KVM device." default:"/dev/kvm" name:"kvm" placeholder:"PATH"`
+	NoReboot bool     `help:"Exit when the guest resets instead of booting it again." name:"no-reboot"`
 }
 
-// Run boots the guest and returns when it powers off or resets (nil), or
-// fails (error).
+// Run boots the guest and returns when it powers off (nil), or fails
+// (error). A guest that resets is booted again, as a PC reboots, unless
+// --no-reboot: a new machine with the same configuration, fresh RAM and
+// devices, attached to the same taps.
 func (r *RunCmd) Run() error {
 	cfg, err := r.config()
 	if err != nil {
 		return usageError{err}
 	}
-	m, err := vmm.New(cfg)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-
-	restore := attachTerminal(m)
-	defer restore()
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, unix.SIGINT, unix.SIGTERM)
+	// The session outlives each boot: signals, the terminal and the stats
+	// file follow whichever machine runs now.
+	var cur atomic.Pointer[vmm.Machine]
 	var stoppedBy atomic.Value // unix.Signal
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, unix.SIGINT, unix.SIGTERM, unix.SIGUSR1)
+	defer signal.Stop(sig)
 	go func() {
-		s := (<-sig).(unix.Signal)
-		stoppedBy.Store(s)
-		m.Stop(vmm.Outcome{Kind: vmm.Failure, Reason: "stopped by signal " + s.String()})
-	}()
-
-	var stats *statsWriter
-	if r.Stats != "" {
-		stats = startStats(r.Stats, machineStats(m))
-	}
-	out, err := m.Run()
-	if stats != nil {
-		if serr := stats.Close(); serr != nil && err == nil {
-			err = fmt.Errorf("--stats: %w", serr)
+		for s := range sig {
+			m := cur.Load()
+			if s == unix.SIGUSR1 {
+				// A state dump for whoever debugs a stalled guest network.
+				if m != nil {
+					fmt.Fprintf(os.Stderr, "govmm: state dump (SIGUSR1)\n%s", m.DebugState())
+				}
+				continue
+			}
+			stoppedBy.Store(s.(unix.Signal))
+			if m != nil {
+				m.Stop(vmm.Outcome{Kind: vmm.Failure, Reason: "stopped by signal " + s.String()})
+			}
 		}
+	}()
+	restore := attachTerminal(func() *vmm.Machine { return cur.Load() })
+	defer restore()
+
+	for boot := 1; ; boot++ {
+		m, err := vmm.New(cfg)
+		if err != nil {
+			vmm.ReleaseTaps(cfg)
+			return err
+		}
+		cur.Store(m)
+		if _, stopped := stoppedBy.Load().(unix.Signal); stopped {
+			// The signal came between two boots.
+			m.Stop(vmm.Outcome{Kind: vmm.Failure, Reason: "stopped by signal"})
+		}
+		var stats *statsWriter
+		if r.Stats != "" {
+			stats = startStats(r.Stats, machineStats(m))
+		}
+		out, err := m.Run()
+		if stats != nil {
+			if serr := stats.Close(); serr != nil && err == nil {
+				err = fmt.Errorf("--stats: %w", serr)
+			}
+		}
+		_, stopped := stoppedBy.Load().(unix.Signal)
+		reboot := err == nil && !stopped && out.Kind == vmm.Reset && !r.NoReboot
+		if reboot {
+			cfg = m.RebootConfig()
+		}
+		cur.Store(nil)
+		// Everything is torn down in order: devices stopped, stats written,
+		// a tap govmm created removed (kept over a reboot).
+		if cerr := m.Close(); cerr != nil {
+			slog.Warn("closing the machine", "err", cerr)
+		}
+		if s, ok := stoppedBy.Load().(unix.Signal); ok {
+			return signalExit{s}
+		}
+		if err != nil {
+			return err
+		}
+		if !reboot {
+			slog.Info("guest ended", "outcome", out.Kind.String(), "boots", boot)
+			return nil
+		}
+		// One line whatever the log level, like the NIC activation line.
+		fmt.Fprintf(os.Stderr, "govmm: guest reset (%s): rebooting, boot %d\n", out.Reason, boot+1)
 	}
-	if s, ok := stoppedBy.Load().(unix.Signal); ok {
-		// Everything was torn down in order (devices stopped, stats written,
-		// a tap govmm created removed by the deferred Close).
-		return signalExit{s}
-	}
-	if err != nil {
-		return err
-	}
-	slog.Info("guest ended", "outcome", out.Kind.String())
-	return nil
 }
 
 // signalExit ends govmm run after SIGINT or SIGTERM stopped the guest:

@@ -10,8 +10,10 @@ import (
 
 // attachTerminal forwards stdin to the guest's serial port when stdin is a
 // terminal, in raw mode so keys reach the guest unprocessed. Ctrl-A x stops
-// the VM (as in QEMU). It returns a function that restores the terminal.
-func attachTerminal(m *vmm.Machine) func() {
+// the VM (as in QEMU). machine returns the machine running now (nil
+// between two boots of a rebooting guest). It returns a function that
+// restores the terminal.
+func attachTerminal(machine func() *vmm.Machine) func() {
 	fd := int(os.Stdin.Fd())
 	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
 	if err != nil {
@@ -33,6 +35,10 @@ func attachTerminal(m *vmm.Machine) func() {
 			n, err := os.Stdin.Read(buf)
 			if err != nil {
 				return
+			}
+			m := machine()
+			if m == nil {
+				continue // rebooting: keys typed now are lost, as on a PC
 			}
 			for _, b := range buf[:n] {
 				if ctrlA && b == 'x' {

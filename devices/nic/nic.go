@@ -95,3 +95,10 @@ type Model interface {
 	// in posting order, so the device can give them back to the guest.
 	Stop() []Buf
 }
+
+// Debugger is implemented by models that can describe their state for a
+// state dump (govmm's SIGUSR1): buffers held, ring positions. It must be
+// safe to call from any goroutine while the model runs.
+type Debugger interface {
+	DebugState() string
+}

@@ -106,7 +106,11 @@ func (st *activeState) worker(doorbell int, fn func()) {
 	fds := []unix.PollFd{
 		{Fd: int32(doorbell), Events: unix.POLLIN},
 		{Fd: int32(st.stopFD), Events: unix.POLLIN},
-		{Fd: int32(st.txWake), Events: unix.POLLIN},
+	}
+	if doorbell == st.tx.Doorbell {
+		// Only the tx worker publishes completions; were the rx worker to
+		// poll txWake too, it would spin until the tx worker drained it.
+		fds = append(fds, unix.PollFd{Fd: int32(st.txWake), Events: unix.POLLIN})
 	}
 	var drain [8]byte
 	fn()
@@ -124,7 +128,7 @@ func (st *activeState) worker(doorbell int, fn func()) {
 		if fds[0].Revents != 0 {
 			_, _ = unix.Read(doorbell, drain[:])
 		}
-		if fds[2].Revents != 0 && doorbell == st.tx.Doorbell {
+		if len(fds) > 2 && fds[2].Revents != 0 {
 			_, _ = unix.Read(st.txWake, drain[:])
 		}
 		fn()
@@ -363,4 +367,26 @@ func (st *activeState) publish(q *queue.Queue, irq pcitransport.Interrupt) {
 	if need, err := q.NeedsNotification(st.mem); err == nil && need {
 		_ = irq.Trigger()
 	}
+}
+
+// debugState describes the activation for a state dump.
+func (st *activeState) debugState() string {
+	st.rxMu.Lock()
+	held := 0
+	for _, h := range st.held {
+		held += int(h)
+	}
+	rx := fmt.Sprintf("rx: %s; lent to the model %d, refused pending %v", st.rx.Queue.Debug(st.mem), held, st.rxRefused)
+	st.rxMu.Unlock()
+	st.txDoneMu.Lock()
+	pending := len(st.txDone)
+	st.txDoneMu.Unlock()
+	// The tx queue's private state belongs to the tx worker: only the
+	// rings are read.
+	tx := fmt.Sprintf("tx: %s; completions not yet published %d", st.tx.Queue.DriverView(st.mem), pending)
+	s := rx + "\n" + tx
+	if d, ok := st.n.cfg.Model.(nic.Debugger); ok {
+		s += "\nmodel: " + d.DebugState()
+	}
+	return s
 }

@@ -200,3 +200,15 @@ func putNumBuffers(segs [][]byte, n uint16) {
 		}
 	}
 }
+
+// DebugState describes the device for a state dump (govmm's SIGUSR1):
+// queue indices as the device and the driver see them, buffers lent to
+// the model, and the model's own state.
+func (n *Net) DebugState() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.active == nil {
+		return "not active (no driver)"
+	}
+	return n.active.debugState()
+}

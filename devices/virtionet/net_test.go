@@ -323,3 +323,25 @@ func TestActivateNeedsBothQueues(t *testing.T) {
 func TestFeatureString(t *testing.T) {
 	require.Equal(t, "MAC,MRG_RXBUF,VERSION_1", FeatureString(FeatMAC|FeatMrgRxbuf|FeatVersion1))
 }
+
+// The state dump shows the device's and the driver's view of the rx ring
+// and what is lent to the model, so a stalled network can be told apart
+// from a driver that stopped posting.
+func TestDebugState(t *testing.T) {
+	dev, err := New(Config{MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, Model: &fakeModel{}})
+	require.NoError(t, err)
+	require.Equal(t, "not active (no driver)", dev.DebugState())
+
+	r := newRig(t, true, 0)
+	for i := 0; i < 5; i++ {
+		_, err := r.rxD.AddChain(nil, []uint32{2048})
+		require.NoError(t, err)
+	}
+	kick(r.rxBell)
+	waitFor(t, "buffers lent to the model", func() bool { return r.model.posted() == 5 })
+	s := r.dev.DebugState()
+	require.Contains(t, s, "rx: next_avail=5 next_used=0 in_flight=5 size=64 avail.idx=5 used.idx=0")
+	require.Contains(t, s, "avail_event=5") // re-armed after draining the ring
+	require.Contains(t, s, "lent to the model 5")
+	require.Contains(t, s, "tx: size=64 avail.idx=0 used.idx=0")
+}

@@ -18,7 +18,8 @@ while read -r name secs; do
 	(cd "$WORK" && exec setsid sh "$S/$name.sh" </dev/null 2>&1) &
 	pid=$!
 	# The sleep must not hold stdout: an orphaned sleep would keep pipes open after a normal exit.
-	(sleep "$secs" </dev/null >/dev/null 2>&1 && echo "SCENARIO-TIMEOUT $name" && kill -KILL -"$pid") 2>/dev/null &
+	# On a timeout, every govmm dumps its device state (SIGUSR1) before the kill.
+	(sleep "$secs" </dev/null >/dev/null 2>&1 && { echo "SCENARIO-TIMEOUT $name"; pkill -USR1 -x govmm; sleep 2; kill -KILL -"$pid"; }) 2>/dev/null &
 	wd=$!
 	wait "$pid"
 	rc=$?

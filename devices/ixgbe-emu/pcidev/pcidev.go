@@ -268,6 +268,15 @@ func (d *Device) Stats() Stats {
 	}
 }
 
+// TapFD returns the descriptor of the tap the device opened itself, or -1
+// when it was given a Port.
+func (d *Device) TapFD() int {
+	if d.vnet == 0 {
+		return -1
+	}
+	return d.fd
+}
+
 // Close stops the reader, closes the port (a tap govmm created
 // disappears), stops the model's timers and frees the interrupt vectors.
 // The guest must no longer run (VM stopped). Close is idempotent.

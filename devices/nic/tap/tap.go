@@ -73,6 +73,21 @@ func OpenFD(name string, vnetHdr bool) (fd int, created bool, err error) {
 	return fd, errors.Is(statErr, os.ErrNotExist), nil
 }
 
+// SetPersist sets or clears TUNSETPERSIST on an attached tap descriptor.
+// govmm keeps a tap it created alive across a guest reboot this way (the
+// machine, and with it the descriptor, is rebuilt) and clears it again so
+// the tap still disappears with govmm.
+func SetPersist(fd int, on bool) error {
+	v := 0
+	if on {
+		v = 1
+	}
+	if err := unix.IoctlSetInt(fd, unix.TUNSETPERSIST, v); err != nil {
+		return fmt.Errorf("tap: TUNSETPERSIST %d: %w", v, err)
+	}
+	return nil
+}
+
 // Open attaches to tap interface name, creating it if it does not exist
 // (a created tap is not persistent: it is deleted when govmm exits).
 func Open(name string) (*Tap, error) {
@@ -101,6 +116,9 @@ func (t *Tap) Name() string { return "tap" }
 
 // Interface returns the host interface name.
 func (t *Tap) Interface() string { return t.name }
+
+// TapFD returns the tap descriptor (for SetPersist).
+func (t *Tap) TapFD() int { return int(t.f.Fd()) }
 
 // Created reports whether govmm created the interface.
 func (t *Tap) Created() bool { return t.created }
@@ -286,4 +304,15 @@ func (t *Tap) reader() {
 		t.consume(len(used))
 		t.sink.RxFrame(used)
 	}
+}
+
+// DebugState implements nic.Debugger.
+func (t *Tap) DebugState() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	room := 0
+	for i := range t.bufs {
+		room += t.bufs[i].Len()
+	}
+	return fmt.Sprintf("tap %s: %d rx buffers posted (%d bytes), a read needs %d", t.name, len(t.bufs), room, t.need)
 }
