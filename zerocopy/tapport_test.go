@@ -3,7 +3,6 @@ package zerocopy
 import (
 	"net"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/govmm/govmm/devices/nic"
+	"github.com/govmm/govmm/internal/testnet"
 )
 
 func TestTapPortInterrupt(t *testing.T) {
@@ -25,26 +25,6 @@ func TestTapPortInterrupt(t *testing.T) {
 	p.Interrupt()
 	_, err = p.ReadFrame(make([]byte, 12), [][]byte{make([]byte, 2048)})
 	require.ErrorIs(t, err, ErrInterrupted)
-}
-
-// inNewNetns runs f on a thread moved into a fresh network namespace, so
-// the tap and every frame stay off this machine's own network.
-func inNewNetns(t *testing.T, f func()) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for a network namespace and a tap")
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread() // not unlocked: the thread dies with the goroutine
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			t.Errorf("unshare: %v", err)
-			return
-		}
-		f()
-	}()
-	<-done
 }
 
 // tcpStats reads this thread's namespace's TCP counters.
@@ -78,7 +58,7 @@ func TestTSOThroughRealTap(t *testing.T) {
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
 		t.Skip("no /dev/net/tun")
 	}
-	inNewNetns(t, func() {
+	testnet.InNewNetns(t, func() {
 		p, err := OpenTap("zctso0")
 		require.NoError(t, err)
 		defer p.Close()

@@ -25,5 +25,11 @@ while read -r name secs; do
 	rc=$?
 	kill "$wd" 2>/dev/null
 	kill -KILL -"$pid" 2>/dev/null # leftovers, e.g. a VMM the script put in the background
+	# Scenarios are independent: daemons that left the group (iperf3 -D) and taps go too. Only in
+	# the test host: the harness unit test runs this script on a developer's machine.
+	if [ -z "$SCENARIO_DIR" ]; then
+		pkill -x iperf3 2>/dev/null
+		for tap in $(ip tuntap show 2>/dev/null | cut -d: -f1); do ip link del "$tap" 2>/dev/null; done
+	fi
 	echo "SCENARIO-END $name rc=$rc secs=$(awk -v a="$t0" -v b="$(up)" 'BEGIN{printf "%.2f", b-a}')"
 done <$S/list

@@ -16,9 +16,9 @@ import (
 
 	"github.com/govmm/govmm/vmm/bus"
 	"github.com/govmm/govmm/vmm/guestmem"
-	"github.com/govmm/govmm/vmm/layout"
 	"github.com/govmm/govmm/vmm/pci"
 	"github.com/govmm/govmm/vmm/pci/msix"
+	"github.com/govmm/govmm/vmm/pci/pcitest"
 )
 
 // Register offsets (Linux ixgbe_type.h; 82599 datasheet §8.2.3).
@@ -171,21 +171,13 @@ func newEnv(t *testing.T) *env {
 
 // Config space through 0xCF8/0xCFC.
 func (e *env) cfgRead(reg, size int) uint32 {
-	var a [4]byte
-	binary.LittleEndian.PutUint32(a[:], 1<<31|uint32(e.slot)<<11|uint32(reg)&0xFC)
-	require.True(e.t, e.pio.Write(layout.PortPCIConfig, a[:]))
-	b := make([]byte, 4)
-	require.True(e.t, e.pio.Read(layout.PortPCIConfig+4+uint64(reg&3), b[:size]))
-	return binary.LittleEndian.Uint32(b)
+	v, ok := pcitest.ConfigIO{PIO: e.pio, Slot: e.slot}.Read(reg, size)
+	require.True(e.t, ok, "config read %#x unclaimed", reg)
+	return v
 }
 
 func (e *env) cfgWrite(reg, size int, v uint32) {
-	var a [4]byte
-	binary.LittleEndian.PutUint32(a[:], 1<<31|uint32(e.slot)<<11|uint32(reg)&0xFC)
-	require.True(e.t, e.pio.Write(layout.PortPCIConfig, a[:]))
-	var b [4]byte
-	binary.LittleEndian.PutUint32(b[:], v)
-	require.True(e.t, e.pio.Write(layout.PortPCIConfig+4+uint64(reg&3), b[:size]))
+	require.True(e.t, pcitest.ConfigIO{PIO: e.pio, Slot: e.slot}.Write(reg, size, v), "config write %#x unclaimed", reg)
 }
 
 func (e *env) mmioRead(addr uint64) uint32 {

@@ -2,8 +2,6 @@ package tap
 
 import (
 	"bytes"
-	"os"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -12,31 +10,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/govmm/govmm/devices/nic"
+	"github.com/govmm/govmm/internal/testnet"
 )
-
-// inNewNetns runs f on a thread moved into a fresh network namespace, so
-// the tap and every frame stay off this machine's own network. The thread
-// is never returned to the Go scheduler's pool.
-func inNewNetns(t *testing.T, f func()) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for a network namespace and a tap")
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skip("no /dev/net/tun")
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread() // not unlocked: the thread dies with the goroutine
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			t.Errorf("unshare: %v", err)
-			return
-		}
-		f()
-	}()
-	<-done
-}
 
 func ifUp(t *testing.T, name string) int {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
@@ -70,7 +45,7 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 // header, in the posted guest buffers spread over several mergeable
 // buffers in one read. A transmitted frame must come out on the interface.
 func TestTapRoundTrip(t *testing.T) {
-	inNewNetns(t, func() {
+	testnet.InNewNetns(t, func() {
 		tp, err := Open("gvt0")
 		require.NoError(t, err)
 		defer tp.Close()

@@ -1,0 +1,37 @@
+// Package testnet gives tests a private network namespace, so the taps
+// they create and every frame they send stay off the machine's own
+// network.
+package testnet
+
+import (
+	"os"
+	"runtime"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// InNewNetns runs f on a thread moved into a fresh network namespace and
+// waits for it. The test is skipped without root or /dev/net/tun. The
+// thread is never returned to the Go scheduler's pool: it dies with f's
+// goroutine, and the namespace with it.
+func InNewNetns(t *testing.T, f func()) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a network namespace and a tap")
+	}
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		t.Skip("no /dev/net/tun")
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread() // not unlocked: see above
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			t.Errorf("unshare: %v", err)
+			return
+		}
+		f()
+	}()
+	<-done
+}
