@@ -70,7 +70,8 @@ type Sink interface {
 	// is only valid during the call.
 	RxFrame(bufs []Used)
 	// TxDone reports that the frames with these IDs were sent (or dropped)
-	// and their guest memory is no longer referenced.
+	// and their guest memory is no longer referenced. ids is only valid
+	// during the call.
 	TxDone(ids []uint16)
 }
 
@@ -89,7 +90,8 @@ type Model interface {
 	PostRx(bufs []Buf) int
 	// Transmit sends frames. Each Buf is one frame (header first). The
 	// model reports completion through Sink.TxDone, possibly before
-	// Transmit returns.
+	// Transmit returns. Calls never overlap (the device has one transmit
+	// worker).
 	Transmit(frames []Buf)
 	// Stop ends operation and returns the receive buffers it still holds,
 	// in posting order, so the device can give them back to the guest.

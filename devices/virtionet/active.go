@@ -44,7 +44,8 @@ type activeState struct {
 	txFrames []nic.Buf
 	txDoneMu sync.Mutex
 	txDone   []uint16
-	txWake   int // eventfd: asynchronous TxDone happened
+	txSpare  []uint16 // publishTx's other list (tx worker only)
+	txWake   int      // eventfd: asynchronous TxDone happened
 
 	// stopped is set, under both rxMu and txDoneMu, when the device is
 	// reset; completions the model reports after that are dropped.
@@ -342,9 +343,13 @@ func (st *activeState) completeTx(head uint16) {
 // publishTx returns completed transmit chains to the driver.
 func (st *activeState) publishTx() {
 	st.txDoneMu.Lock()
+	// Two lists take turns, so completions cost no allocation: TxDone
+	// fills one while this goroutine (the only user of txSpare) drains the
+	// other.
 	done := st.txDone
-	st.txDone = nil
+	st.txDone = st.txSpare[:0]
 	st.txDoneMu.Unlock()
+	defer func() { st.txSpare = done }()
 	if len(done) == 0 {
 		return
 	}

@@ -39,7 +39,8 @@ type Tap struct {
 	done    chan struct{}
 	started bool
 
-	iov [][]byte // reader-only scratch
+	iov   [][]byte // reader-only scratch
+	txIDs []uint16 // Transmit scratch (Transmit is never called concurrently)
 }
 
 // OpenFD opens tap interface name, creating it if it does not exist (a
@@ -176,14 +177,15 @@ func (t *Tap) PostRx(bufs []nic.Buf) int {
 // Transmit implements nic.Model: one writev per frame, straight from guest
 // memory. A frame the kernel rejects is dropped, as a wire would.
 func (t *Tap) Transmit(frames []nic.Buf) {
-	ids := make([]uint16, 0, len(frames))
+	ids := t.txIDs[:0]
 	for _, f := range frames {
 		if _, err := unix.Writev(int(t.f.Fd()), f.Segs); err != nil && !errors.Is(err, unix.EAGAIN) {
 			slog.Debug("tap: write dropped", "tap", t.name, "err", err)
 		}
 		ids = append(ids, f.ID)
 	}
-	t.sink.TxDone(ids)
+	t.txIDs = ids
+	t.sink.TxDone(ids) // the sink copies them: the slice is reused
 }
 
 // Stop implements nic.Model.
