@@ -33,13 +33,19 @@ ip addr add ` + guestIP + `/24 dev eth0; ip link set eth0 up
 wait
 waitping
 echo "RESULT: after-reset $(ping -c 5 -i 0.2 $H | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')"
+# The host deletes the tap under govmm: govmm reports it and runs on.
+echo "LIFE: tap-delete"
+sleep 3
+ping -c 3 -W 1 $H >/dev/null 2>&1 # sent into a tap that is gone: dropped
+echo "RESULT: alive-after-tap-deleted 1"
 echo "LIFE: sigterm"
 sleep 600
 `
 
-// TestLifecycle: the host side disappearing under load, a device reset in
-// the middle of traffic, and SIGTERM, on the default zero-copy path. govmm
-// creates the tap itself, so it must also remove it.
+// TestLifecycle: the host side going down under load, a device reset in
+// the middle of traffic, the tap deleted under govmm, and SIGTERM, on the
+// default zero-copy path. (TestReboot checks that a tap govmm created is
+// removed at exit.)
 func TestLifecycle(t *testing.T) {
 	env := harness.Setup(t)
 	host := `iperf3 -s -D >/dev/null
@@ -52,6 +58,8 @@ func TestLifecycle(t *testing.T) {
 		/sbin/ip addr add ` + hostIP + `/24 dev tapl 2>/dev/null; /sbin/ip link set tapl up ;;
 	*"LIFE: tap-down"*)
 		/sbin/ip link set tapl down; sleep 3; /sbin/ip link set tapl up; echo "RESULT: tap-cycled 1" ;;
+	*"LIFE: tap-delete"*)
+		/sbin/ip link del tapl; echo "RESULT: tap-deleted $?" ;;
 	*"LIFE: sigterm"*)
 		kill -TERM $(pidof govmm) ;;
 	esac
@@ -70,8 +78,11 @@ echo "RESULT: vmm-exit $(cat "$WORK/rc")"
 	assert.Equal(t, "5", v["after-tap-down"], "traffic resumes after the tap went down and up")
 	assert.Equal(t, "ok", v["reload"])
 	assert.Equal(t, "5", v["after-reset"], "traffic resumes after a device reset mid-transfer")
+	assert.Equal(t, "0", v["tap-deleted"], "ip link del of the tap govmm holds")
+	assert.Equal(t, "1", v["alive-after-tap-deleted"], "the guest runs on after its tap was deleted")
+	assert.Contains(t, r.Output, "receive stopped", "govmm reports the tap is gone")
 	assert.Equal(t, "143", v["vmm-exit"], "SIGTERM: exit status 128+15")
-	assert.Equal(t, "0", v["tap-left"], "the tap govmm created is removed")
+	assert.Equal(t, "0", v["tap-left"], "no tap is left behind")
 	assert.Greater(t, atoi(v["stats-rx_frames"]), 100, "the stats file is written at exit")
 	assert.Contains(t, r.Output, "guest stopped by signal terminated")
 }

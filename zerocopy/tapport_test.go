@@ -3,6 +3,7 @@ package zerocopy
 import (
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -98,5 +99,36 @@ func TestTSOThroughRealTap(t *testing.T) {
 		after := tcpStats(t)
 		require.Equal(t, before["InCsumErrors"], after["InCsumErrors"])
 		require.Greater(t, after["OutRsts"], before["OutRsts"], "TCP took the segment and answered it")
+	})
+}
+
+// A tap deleted while the port holds it (ip link del) ends ReadFrame with
+// an error, which stops the model's reader once, instead of a poll loop
+// that spins on POLLERR; writes fail and are reported, not fatal.
+func TestTapPortDeletedUnderUs(t *testing.T) {
+	ip, err := exec.LookPath("ip")
+	if err != nil {
+		t.Skip("no ip(8)")
+	}
+	testnet.InNewNetns(t, func() {
+		p, err := OpenTap("zcdel0")
+		require.NoError(t, err)
+		defer p.Close()
+		out, err := exec.Command(ip, "link", "del", "zcdel0").CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		done := make(chan error, 1)
+		go func() {
+			_, err := p.ReadFrame(make([]byte, 12), [][]byte{make([]byte, 2048)})
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			require.Error(t, err)
+			require.NotErrorIs(t, err, ErrInterrupted)
+		case <-time.After(5 * time.Second):
+			p.Interrupt()
+			t.Fatal("ReadFrame kept waiting on a deleted tap")
+		}
+		require.Error(t, p.Writev([][]byte{make([]byte, 12), make([]byte, 60)}))
 	})
 }

@@ -275,6 +275,13 @@ func (t *Tap) reader() {
 		if fds[2].Revents != 0 {
 			_, _ = unix.Read(t.postFD, drain[:])
 		}
+		if fds[0].Revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0 && fds[0].Revents&unix.POLLIN == 0 {
+			// The interface was deleted under us (ip link del): poll keeps
+			// reporting POLLERR, so waiting on would spin. Receive stops;
+			// the guest runs on and transmits are dropped.
+			slog.Error("tap: the interface is gone, receive stopped", "tap", t.name, "revents", fds[0].Revents)
+			return
+		}
 		if bufs == nil || fds[0].Revents&unix.POLLIN == 0 {
 			continue
 		}

@@ -2,6 +2,7 @@ package tap
 
 import (
 	"bytes"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -129,4 +130,40 @@ func TestOpenRejectsBadNames(t *testing.T) {
 	require.Error(t, err)
 	_, err = Open("a-name-that-is-far-too-long")
 	require.Error(t, err)
+}
+
+// An interface deleted while govmm holds it (ip link del) makes poll report
+// POLLERR forever: the reader must stop, once, instead of spinning, and
+// transmits must still complete (dropped).
+func TestTapDeletedUnderUs(t *testing.T) {
+	ip, err := exec.LookPath("ip")
+	if err != nil {
+		t.Skip("no ip(8)")
+	}
+	testnet.InNewNetns(t, func() {
+		tp, err := Open("gvt1")
+		require.NoError(t, err)
+		defer tp.Close()
+		ifUp(t, "gvt1")
+		s := &sink{}
+		require.NoError(t, tp.Start(nic.Config{HdrLen: 12, Mergeable: true}, s))
+		var posts []nic.Buf
+		for i := range 4 {
+			posts = append(posts, nic.Buf{ID: uint16(i), Segs: [][]byte{make([]byte, 2048)}})
+		}
+		tp.PostRx(posts)
+		// exec from this locked thread: ip runs in the test's namespace.
+		out, err := exec.Command(ip, "link", "del", "gvt1").CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		select {
+		case <-tp.done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the reader did not stop after the tap was deleted")
+		}
+		tp.Transmit([]nic.Buf{{ID: 7, Segs: [][]byte{make([]byte, 12), make([]byte, 60)}}})
+		s.mu.Lock()
+		require.Equal(t, []uint16{7}, s.txDone)
+		s.mu.Unlock()
+		require.Len(t, tp.Stop(), 4, "the posted buffers come back")
+	})
 }
