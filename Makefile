@@ -25,7 +25,7 @@ fuzz:
 	scripts/fuzz-smoke
 
 e2e:
-	$(GO) test -count=1 -timeout 80m -v ./tests/...
+	$(GO) test -count=1 -timeout 80m -v ./tests/ # one package: its progress streams live
 
 ## bench: device benchmarks (go test -bench), then the end-to-end table vs QEMU in one test-host boot (.cache/bench.json)
 bench:
