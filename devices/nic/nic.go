@@ -90,7 +90,9 @@ type Model interface {
 	PostRx(bufs []Buf) int
 	// Transmit sends frames. Each Buf is one frame (header first). The
 	// model reports completion through Sink.TxDone, possibly before
-	// Transmit returns. Calls never overlap (the device has one transmit
+	// Transmit returns. The Segs and GPAs slices are only valid during
+	// the call (the device reuses them); the guest memory they name stays
+	// valid until TxDone. Calls never overlap (the device has one transmit
 	// worker).
 	Transmit(frames []Buf)
 	// Stop ends operation and returns the receive buffers it still holds,

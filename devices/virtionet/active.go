@@ -45,7 +45,9 @@ type activeState struct {
 	txDoneMu sync.Mutex
 	txDone   []uint16
 	txSpare  []uint16 // publishTx's other list (tx worker only)
-	txWake   int      // eventfd: asynchronous TxDone happened
+	txSegs   [][]byte // segment arena of the current batch (tx worker only)
+	txGPAs   []uint64
+	txWake   int // eventfd: asynchronous TxDone happened
 
 	// stopped is set, under both rxMu and txDoneMu, when the device is
 	// reset; completions the model reports after that are dropped.
@@ -288,6 +290,7 @@ func (st *activeState) processTx() {
 	for {
 		_ = q.DisableNotification(st.mem)
 		st.txFrames = st.txFrames[:0]
+		st.txSegs, st.txGPAs = st.txSegs[:0], st.txGPAs[:0]
 		popped := false
 		for len(st.txFrames) < batch {
 			ok, err := q.PopInto(st.mem, &st.txChain)
@@ -310,14 +313,18 @@ func (st *activeState) processTx() {
 				st.completeTx(c.Head)
 				continue
 			}
-			segs := make([][]byte, 0, len(c.Readable))
-			gpas := make([]uint64, 0, len(c.Readable))
+			// Every frame's segments live in one arena per batch, reused: a
+			// model may use them only during Transmit (nic.Model). Sub-slices
+			// taken before the arena grows keep pointing at the old array,
+			// which still holds them.
+			start := len(st.txSegs)
 			var n uint64
 			for _, s := range c.Readable {
-				segs, gpas = append(segs, s.Buf), append(gpas, s.GPA)
+				st.txSegs, st.txGPAs = append(st.txSegs, s.Buf), append(st.txGPAs, s.GPA)
 				n += uint64(len(s.Buf))
 			}
-			st.txFrames = append(st.txFrames, nic.Buf{ID: c.Head, Segs: segs, GPAs: gpas})
+			end := len(st.txSegs)
+			st.txFrames = append(st.txFrames, nic.Buf{ID: c.Head, Segs: st.txSegs[start:end:end], GPAs: st.txGPAs[start:end:end]})
 			st.n.Stats.TxFrames.Add(1)
 			st.n.Stats.TxBytes.Add(n - hdrLen)
 		}
