@@ -44,10 +44,13 @@ type activeState struct {
 	txFrames []nic.Buf
 	txDoneMu sync.Mutex
 	txDone   []uint16
-	txSpare  []uint16 // publishTx's other list (tx worker only)
-	txSegs   [][]byte // segment arena of the current batch (tx worker only)
-	txGPAs   []uint64
-	txWake   int // eventfd: asynchronous TxDone happened
+	// inTransmit: the tx worker is inside Model.Transmit and will publish
+	// completions when it returns (under txDoneMu).
+	inTransmit bool
+	txSpare    []uint16 // publishTx's other list (tx worker only)
+	txSegs     [][]byte // segment arena of the current batch (tx worker only)
+	txGPAs     []uint64
+	txWake     int // eventfd: asynchronous TxDone happened
 
 	// stopped is set, under both rxMu and txDoneMu, when the device is
 	// reset; completions the model reports after that are dropped.
@@ -281,7 +284,12 @@ func (st *activeState) TxDone(ids []uint16) {
 		return
 	}
 	st.txDone = append(st.txDone, ids...)
-	signalFD(st.txWake)
+	if !st.inTransmit {
+		// Otherwise the tx worker publishes these right after Transmit
+		// returns: waking it again would cost an eventfd write, a poll
+		// wake-up and a read per batch for nothing.
+		signalFD(st.txWake)
+	}
 }
 
 // processTx sends every available frame and publishes completions.
@@ -329,6 +337,9 @@ func (st *activeState) processTx() {
 			st.n.Stats.TxBytes.Add(n - hdrLen)
 		}
 		if len(st.txFrames) > 0 {
+			st.txDoneMu.Lock()
+			st.inTransmit = true // cleared by publishTx, under the same lock
+			st.txDoneMu.Unlock()
 			st.n.cfg.Model.Transmit(st.txFrames)
 		}
 		st.publishTx()
@@ -355,6 +366,7 @@ func (st *activeState) publishTx() {
 	// other.
 	done := st.txDone
 	st.txDone = st.txSpare[:0]
+	st.inTransmit = false
 	st.txDoneMu.Unlock()
 	defer func() { st.txSpare = done }()
 	if len(done) == 0 {

@@ -30,6 +30,18 @@ type fakeModel struct {
 	sent [][]byte
 	stop atomic.Bool
 	capN int // if set, hold at most this many buffers (a pin cap)
+	// deferTx: Transmit keeps the ids; finishTx completes them later from
+	// the caller's goroutine, as an asynchronous NIC would.
+	deferTx   bool
+	pendingTx []uint16
+}
+
+func (f *fakeModel) finishTx() {
+	f.mu.Lock()
+	ids := f.pendingTx
+	f.pendingTx = nil
+	f.mu.Unlock()
+	f.sink.TxDone(ids)
 }
 
 func (f *fakeModel) Name() string                   { return "fake" }
@@ -60,6 +72,12 @@ func (f *fakeModel) Transmit(frames []nic.Buf) {
 		f.sent = append(f.sent, bytes.Join(fr.Segs, nil))
 		f.mu.Unlock()
 		ids = append(ids, fr.ID)
+	}
+	if f.deferTx {
+		f.mu.Lock()
+		f.pendingTx = append(f.pendingTx, ids...)
+		f.mu.Unlock()
+		return
 	}
 	f.sink.TxDone(ids)
 }
@@ -344,4 +362,29 @@ func TestDebugState(t *testing.T) {
 	require.Contains(t, s, "avail_event=5") // re-armed after draining the ring
 	require.Contains(t, s, "lent to the model 5")
 	require.Contains(t, s, "tx: size=64 avail.idx=0 used.idx=0")
+}
+
+// A model that completes transmits later, from its own goroutine, must
+// still get the used entries published: only completions reported from
+// inside Transmit skip waking the tx worker.
+func TestTransmitCompletedAsynchronously(t *testing.T) {
+	r := newRig(t, true, 0)
+	r.model.mu.Lock()
+	r.model.deferTx = true
+	r.model.mu.Unlock()
+	for i := 0; i < 3; i++ {
+		_, err := r.txD.AddChain([][]byte{make([]byte, hdrLen), make([]byte, 100)}, nil)
+		require.NoError(t, err)
+	}
+	kick(r.txBell)
+	waitFor(t, "frames handed to the model", func() bool {
+		r.model.mu.Lock()
+		defer r.model.mu.Unlock()
+		return len(r.model.pendingTx) == 3
+	})
+	time.Sleep(20 * time.Millisecond)
+	i, _ := r.txD.UsedIdx()
+	require.Zero(t, i, "nothing is used before the model completes")
+	r.model.finishTx()
+	waitFor(t, "tx used after the asynchronous completion", func() bool { i, _ := r.txD.UsedIdx(); return i == 3 })
 }
