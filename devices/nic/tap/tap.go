@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -25,22 +26,25 @@ const maxFrame = 65535 + 14 + 4
 // Tap is a tap device used as a nic.Model.
 type Tap struct {
 	name    string
-	f       *os.File
-	created bool // govmm created the interface; it disappears when f closes
-	stopFD  int  // eventfd: wakes the reader for Stop
-	postFD  int  // eventfd: wakes the reader when buffers are posted
+	f       *os.File // owns the descriptor (Close)
+	fd      int      // the same, for syscalls: f.Fd() would make it blocking
+	created bool     // govmm created the interface; it disappears when f closes
+	stopFD  int      // eventfd: wakes the reader for Stop
+	postFD  int      // eventfd: wakes the reader when buffers are posted
 
 	cfg  nic.Config
 	sink nic.Sink
 	need int // bytes of buffer a read must have room for
 
-	mu      sync.Mutex
-	bufs    []nic.Buf // posted, not yet used
-	done    chan struct{}
-	started bool
+	mu       sync.Mutex
+	bufs     []nic.Buf // posted, not yet used
+	done     chan struct{}
+	started  bool
+	stopping atomic.Bool // Stop is waiting for the reader
 
-	iov   [][]byte // reader-only scratch
-	txIDs []uint16 // Transmit scratch (Transmit is never called concurrently)
+	iov   [][]byte   // reader-only scratch
+	used  []nic.Used // reader-only scratch
+	txIDs []uint16   // Transmit scratch (Transmit is never called concurrently)
 }
 
 // OpenFD opens tap interface name, creating it if it does not exist (a
@@ -106,6 +110,7 @@ func Open(name string) (*Tap, error) {
 	return &Tap{
 		name:    name,
 		f:       os.NewFile(uintptr(fd), "tap-"+name),
+		fd:      fd,
 		created: created,
 		stopFD:  efd[0],
 		postFD:  efd[1],
@@ -119,7 +124,7 @@ func (t *Tap) Name() string { return "tap" }
 func (t *Tap) Interface() string { return t.name }
 
 // TapFD returns the tap descriptor (for SetPersist).
-func (t *Tap) TapFD() int { return int(t.f.Fd()) }
+func (t *Tap) TapFD() int { return t.fd }
 
 // Created reports whether govmm created the interface.
 func (t *Tap) Created() bool { return t.created }
@@ -147,11 +152,11 @@ func OffloadFlags(cfg nic.Config) int {
 
 // Start implements nic.Model.
 func (t *Tap) Start(cfg nic.Config, sink nic.Sink) error {
-	if err := unix.IoctlSetPointerInt(int(t.f.Fd()), unix.TUNSETVNETHDRSZ, cfg.HdrLen); err != nil {
+	if err := unix.IoctlSetPointerInt(t.fd, unix.TUNSETVNETHDRSZ, cfg.HdrLen); err != nil {
 		return fmt.Errorf("tap %s: TUNSETVNETHDRSZ %d: %w", t.name, cfg.HdrLen, err)
 	}
 	off := OffloadFlags(cfg)
-	if err := unix.IoctlSetInt(int(t.f.Fd()), unix.TUNSETOFFLOAD, off); err != nil {
+	if err := unix.IoctlSetInt(t.fd, unix.TUNSETOFFLOAD, off); err != nil {
 		return fmt.Errorf("tap %s: TUNSETOFFLOAD %#x: %w", t.name, off, err)
 	}
 	t.cfg, t.sink = cfg, sink
@@ -179,7 +184,7 @@ func (t *Tap) PostRx(bufs []nic.Buf) int {
 func (t *Tap) Transmit(frames []nic.Buf) {
 	ids := t.txIDs[:0]
 	for _, f := range frames {
-		if _, err := unix.Writev(int(t.f.Fd()), f.Segs); err != nil && !errors.Is(err, unix.EAGAIN) {
+		if _, err := unix.Writev(t.fd, f.Segs); err != nil && !errors.Is(err, unix.EAGAIN) {
 			slog.Debug("tap: write dropped", "tap", t.name, "err", err)
 		}
 		ids = append(ids, f.ID)
@@ -191,9 +196,14 @@ func (t *Tap) Transmit(frames []nic.Buf) {
 // Stop implements nic.Model.
 func (t *Tap) Stop() []nic.Buf {
 	if t.started {
+		t.stopping.Store(true) // seen between frames when the reader never polls
 		signal(t.stopFD)
 		<-t.done
 		t.started = false
+		t.stopping.Store(false)
+		// Drain the wake-up, or the next Start's reader would stop at once.
+		var b [8]byte
+		_, _ = unix.Read(t.stopFD, b[:])
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -247,14 +257,28 @@ func (t *Tap) consume(n int) {
 func (t *Tap) reader() {
 	defer close(t.done)
 	fds := []unix.PollFd{
-		{Fd: int32(t.f.Fd())},
+		{Fd: int32(t.fd)},
 		{Fd: int32(t.stopFD), Events: unix.POLLIN},
 		{Fd: int32(t.postFD), Events: unix.POLLIN},
 	}
-	var used []nic.Used
 	var drain [8]byte
-	for {
+	for !t.stopping.Load() {
 		bufs := t.takeBufs()
+		if bufs != nil {
+			// Read first, poll only when nothing is queued: under load a
+			// frame is usually waiting, and a poll per frame would double
+			// the system calls.
+			err := t.readFrame(bufs)
+			if err == nil {
+				continue
+			}
+			if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
+				// EBADFD: the interface was deleted under us (ip link del).
+				// Receive stops; the guest runs on, its transmits dropped.
+				slog.Error("tap: read failed, receive stopped", "tap", t.name, "err", err)
+				return
+			}
+		}
 		// Without room for a whole frame, do not read: frames wait in the
 		// tap's queue (which drops when full, as a NIC with an empty ring
 		// would) until the guest posts more buffers.
@@ -276,43 +300,37 @@ func (t *Tap) reader() {
 			_, _ = unix.Read(t.postFD, drain[:])
 		}
 		if fds[0].Revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0 && fds[0].Revents&unix.POLLIN == 0 {
-			// The interface was deleted under us (ip link del): poll keeps
-			// reporting POLLERR, so waiting on would spin. Receive stops;
-			// the guest runs on and transmits are dropped.
+			// The interface is gone: poll would report POLLERR forever.
 			slog.Error("tap: the interface is gone, receive stopped", "tap", t.name, "revents", fds[0].Revents)
 			return
 		}
-		if bufs == nil || fds[0].Revents&unix.POLLIN == 0 {
-			continue
-		}
-		t.iov = t.iov[:0]
-		for i := range bufs {
-			t.iov = append(t.iov, bufs[i].Segs...)
-		}
-		n, err := unix.Readv(int(t.f.Fd()), t.iov)
-		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			slog.Error("tap: read failed", "tap", t.name, "err", err)
-			return
-		}
-		used = used[:0]
-		left := n
-		for i := range bufs {
-			l := min(bufs[i].Len(), left)
-			used = append(used, nic.Used{ID: bufs[i].ID, Written: uint32(l)})
-			left -= l
-			if left == 0 {
-				break
-			}
-		}
-		if n == 0 {
-			continue
-		}
-		t.consume(len(used))
-		t.sink.RxFrame(used)
 	}
+}
+
+// readFrame reads one frame into bufs (one readv, straight into guest
+// memory) and reports it to the sink.
+func (t *Tap) readFrame(bufs []nic.Buf) error {
+	t.iov = t.iov[:0]
+	for i := range bufs {
+		t.iov = append(t.iov, bufs[i].Segs...)
+	}
+	n, err := unix.Readv(t.fd, t.iov)
+	if err != nil || n == 0 {
+		return err
+	}
+	t.used = t.used[:0]
+	left := n
+	for i := range bufs {
+		l := min(bufs[i].Len(), left)
+		t.used = append(t.used, nic.Used{ID: bufs[i].ID, Written: uint32(l)})
+		left -= l
+		if left == 0 {
+			break
+		}
+	}
+	t.consume(len(t.used))
+	t.sink.RxFrame(t.used)
+	return nil
 }
 
 // DebugState implements nic.Debugger.

@@ -167,3 +167,42 @@ func TestTapDeletedUnderUs(t *testing.T) {
 		require.Len(t, tp.Stop(), 4, "the posted buffers come back")
 	})
 }
+
+// A device reset stops the model and the driver starts it again: the new
+// reader must receive (a Stop that left its wake-up pending made the next
+// reader exit at once, and receive died after a driver reload).
+func TestTapRestartReceives(t *testing.T) {
+	testnet.InNewNetns(t, func() {
+		tp, err := Open("gvt2")
+		require.NoError(t, err)
+		defer tp.Close()
+		idx := ifUp(t, "gvt2")
+		ps, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+		require.NoError(t, err)
+		defer unix.Close(ps)
+		frame := make([]byte, 100)
+		copy(frame, []byte{0x52, 0x54, 0, 0, 0, 1, 0x52, 0x54, 0, 0, 0, 2, 0x88, 0xB5})
+		for round := range 3 {
+			s := &sink{}
+			require.NoError(t, tp.Start(nic.Config{HdrLen: 12, Mergeable: true}, s))
+			var posts []nic.Buf
+			for i := range 30 {
+				posts = append(posts, nic.Buf{ID: uint16(i), Segs: [][]byte{make([]byte, 2048)}})
+			}
+			tp.PostRx(posts)
+			require.NoError(t, unix.Sendto(ps, frame, 0, &unix.SockaddrLinklayer{Ifindex: idx, Halen: 6}))
+			waitRx := time.Now().Add(5 * time.Second)
+			for {
+				s.mu.Lock()
+				n := len(s.frames)
+				s.mu.Unlock()
+				if n > 0 {
+					break
+				}
+				require.True(t, time.Now().Before(waitRx), "round %d: nothing received after Start", round)
+				time.Sleep(5 * time.Millisecond)
+			}
+			tp.Stop()
+		}
+	})
+}
