@@ -333,19 +333,23 @@ func (e *Env) Run(t T, scenarios ...Scenario) []Result {
 	}
 	results := e.run(t, scenarios)
 	// A guest that triple-faults or hangs inside the nested test host is
-	// retried once, in a fresh test-host boot: L2 guests there die or hang
-	// now and then under network load whichever VMM runs them (QEMU's own
-	// virtio-net guest does too; see README "Known problems"). A second
-	// failure fails the scenario like any other.
-	var again []Scenario
-	var at []int
-	for i, r := range results {
-		if e.Mode == Nested && (strings.Contains(r.Output, GuestCrashMarker) || r.TimedOut) {
-			t.Logf("harness: WARNING: scenario %s: the guest triple-faulted or hung (timed out) in the nested test host; retrying it once", r.Name)
-			again, at = append(again, scenarios[i]), append(at, i)
+	// retried, each time in a fresh test-host boot, up to nestedRetries
+	// times: L2 guests there die or hang now and then under network load
+	// whichever VMM runs them (QEMU's own virtio-net guest does too; see
+	// README "Known problems"). Then it fails like any other scenario.
+	for attempt := 1; attempt <= nestedRetries && e.Mode == Nested; attempt++ {
+		var again []Scenario
+		var at []int
+		for i, r := range results {
+			if strings.Contains(r.Output, GuestCrashMarker) || r.TimedOut {
+				t.Logf("harness: WARNING: scenario %s: the guest triple-faulted or hung (timed out) in the nested test host; retry %d of %d",
+					r.Name, attempt, nestedRetries)
+				again, at = append(again, scenarios[i]), append(at, i)
+			}
 		}
-	}
-	if len(again) > 0 {
+		if len(again) == 0 {
+			break
+		}
 		for j, r := range e.run(t, again) {
 			r.Retried = true
 			results[at[j]] = r
@@ -357,6 +361,9 @@ func (e *Env) Run(t T, scenarios ...Scenario) []Result {
 	}
 	return results
 }
+
+// nestedRetries bounds the retries of a scenario whose nested guest died.
+const nestedRetries = 2
 
 // GuestCrashMarker is what govmm prints when the guest triple-faults.
 const GuestCrashMarker = "triple fault (KVM_EXIT_SHUTDOWN)"
