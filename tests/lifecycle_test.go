@@ -87,7 +87,7 @@ echo "RESULT: vmm-exit $(cat "$WORK/rc")"
 	assert.Contains(t, r.Output, "guest stopped by signal terminated")
 }
 
-// rebootGuest: the first boot starts a host→guest iperf3 and resets the
+// rebootGuest: the first boot starts a guest→host iperf3 and resets the
 // machine (reboot -f) in the middle of it; the second boot must find a
 // working network. The host tells the guest which boot it is (port 5005).
 const rebootGuest = `#!/bin/sh
@@ -96,9 +96,12 @@ i=0; while ! ping -c1 -W1 $H >/dev/null 2>&1 && [ $i -lt 30 ]; do i=$((i+1)); do
 n=$(nc $H 5005)
 echo "RESULT: boot$n 1"
 if [ "$n" = 1 ]; then
-	iperf3 -c $H -p 5211 -t 60 -R >/dev/null 2>&1 &
+	# Guest→host: with host→guest traffic pouring into the tap at the
+	# moment of the reset, the nested test host's own kernel soft-locked in
+	# 2 of 5 runs (README "Known problems").
+	iperf3 -c $H -p 5211 -t 60 >/dev/null 2>&1 &
 	sleep 5
-	echo "RESULT: rx-packets-before-reboot $(cat /sys/class/net/eth0/statistics/rx_packets)"
+	echo "RESULT: tx-packets-before-reboot $(cat /sys/class/net/eth0/statistics/tx_packets)"
 	reboot -f
 	sleep 60
 fi
@@ -142,7 +145,7 @@ func TestReboot(t *testing.T) {
 	v := r.Values
 	assert.False(t, r.TimedOut)
 	assert.Equal(t, "1", v["boot1"], "first boot")
-	assert.Greater(t, atoi(v["rx-packets-before-reboot"]), 100, "the reset came in the middle of a transfer")
+	assert.Greater(t, atoi(v["tx-packets-before-reboot"]), 100, "the reset came in the middle of a transfer")
 	assert.Contains(t, r.Output, "rebooting, boot 2")
 	assert.Equal(t, "1", v["tap-kept-addr"], "the tap govmm created survives the reboot with its address")
 	assert.Equal(t, "1", v["boot2"], "second boot")
