@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"strconv"
 	"testing"
 	"time"
 
@@ -165,6 +166,10 @@ func TestHostileGuest(t *testing.T) {
 	}
 	virtio := res[0].Values
 	assert.Equal(t, "virtio-pci", virtio["driver"])
+	assert.Equal(t, "0x03", virtio["features-ok-status"], "FEATURES_OK refused for features the device did not offer")
+	st, err := strconv.ParseUint(virtio["status-after-storm"], 0, 8)
+	assert.NoError(t, err)
+	assert.NotZero(t, st&0x40, "rings outside RAM: DEVICE_NEEDS_RESET (status %s)", virtio["status-after-storm"])
 	assert.Equal(t, "0x00", virtio["status-after-reset"], "a reset clears everything, DEVICE_NEEDS_RESET included")
 	t.Logf("virtio: FEATURES_OK with unoffered features -> status %s; queue_size 0x7fff reads back %s; status after the storm %s",
 		virtio["features-ok-status"], virtio["queue-size-readback"], virtio["status-after-storm"])
