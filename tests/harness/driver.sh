@@ -19,7 +19,7 @@ while read -r name secs; do
 	pid=$!
 	# The sleep must not hold stdout: an orphaned sleep would keep pipes open after a normal exit.
 	# On a timeout, every govmm dumps its device state (SIGUSR1) before the kill.
-	(sleep "$secs" </dev/null >/dev/null 2>&1 && { echo "SCENARIO-TIMEOUT $name"; pkill -USR1 -x govmm; sleep 2; kill -KILL -"$pid"; }) 2>/dev/null &
+	(sleep "$secs" </dev/null >/dev/null 2>&1 && { echo "SCENARIO-TIMEOUT $name"; killall -USR1 govmm; sleep 2; kill -KILL -"$pid"; }) 2>/dev/null &
 	wd=$!
 	wait "$pid"
 	rc=$?
@@ -28,7 +28,7 @@ while read -r name secs; do
 	# Scenarios are independent: daemons that left the group (iperf3 -D) and taps go too. Only in
 	# the test host: the harness unit test runs this script on a developer's machine.
 	if [ -z "$SCENARIO_DIR" ]; then
-		pkill -x iperf3 2>/dev/null
+		killall iperf3 2>/dev/null
 		for tap in $(ip tuntap show 2>/dev/null | cut -d: -f1); do ip link del "$tap" 2>/dev/null; done
 	fi
 	echo "SCENARIO-END $name rc=$rc secs=$(awk -v a="$t0" -v b="$(up)" 'BEGIN{printf "%.2f", b-a}')"
