@@ -3,7 +3,6 @@ package zerocopy
 import (
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -106,16 +105,11 @@ func TestTSOThroughRealTap(t *testing.T) {
 // an error, which stops the model's reader once, instead of a poll loop
 // that spins on POLLERR; writes fail and are reported, not fatal.
 func TestTapPortDeletedUnderUs(t *testing.T) {
-	ip, err := exec.LookPath("ip")
-	if err != nil {
-		t.Skip("no ip(8)")
-	}
 	testnet.InNewNetns(t, func() {
 		p, err := OpenTap("zcdel0")
 		require.NoError(t, err)
 		defer p.Close()
-		out, err := exec.Command(ip, "link", "del", "zcdel0").CombinedOutput()
-		require.NoError(t, err, "%s", out)
+		testnet.DeleteLink(t, "zcdel0")
 		done := make(chan error, 1)
 		go func() {
 			_, err := p.ReadFrame(make([]byte, 12), [][]byte{make([]byte, 2048)})

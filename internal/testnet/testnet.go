@@ -5,6 +5,7 @@ package testnet
 
 import (
 	"os"
+	"os/exec"
 	"runtime"
 	"testing"
 
@@ -34,4 +35,19 @@ func InNewNetns(t *testing.T, f func()) {
 		f()
 	}()
 	<-done
+}
+
+// DeleteLink deletes interface name with ip(8) (RTM_DELLINK), as an
+// administrator would under a running VMM. Call it inside InNewNetns: the
+// command runs on the calling thread's namespace. It skips the test where
+// ip(8) is missing.
+func DeleteLink(t *testing.T, name string) {
+	t.Helper()
+	ip, err := exec.LookPath("ip")
+	if err != nil {
+		t.Skip("no ip(8)")
+	}
+	if out, err := exec.Command(ip, "link", "del", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip link del %s: %v: %s", name, err, out)
+	}
 }
