@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -46,17 +45,19 @@ type NetDevice struct {
 	model     nic.Model
 	closeFn   func() error
 	modelName string
-	tapFD     func() int // the backend's tap descriptor (-1: none)
-	ownsTap   bool       // govmm created the tap: it goes when the machine does
+	tap       tapHolder // the backend's tap
+	ownsTap   bool      // govmm created the tap: it goes when the machine does
 }
 
-// tapHolder is a backend attached to a host tap.
-type tapHolder interface{ TapFD() int }
+// tapHolder is a backend attached to a host tap: its descriptor (-1 for
+// none) and whether opening it created the interface (tap.OpenFD).
+type tapHolder interface {
+	TapFD() int
+	Created() bool
+}
 
 // addNet builds the model, the virtio-net device and its PCI function.
 func (m *Machine) addNet(c NetConfig) error {
-	_, statErr := os.Stat("/sys/class/net/" + c.Tap)
-	created := errors.Is(statErr, os.ErrNotExist)
 	var err error
 	if c.Model == "ixgbe" {
 		err = m.addIxgbe(c)
@@ -67,10 +68,10 @@ func (m *Machine) addNet(c NetConfig) error {
 		return err
 	}
 	n := m.nets[len(m.nets)-1]
-	n.ownsTap = created || c.OwnsTap
+	n.ownsTap = n.tap.Created() || c.OwnsTap
 	if c.OwnsTap {
 		// Persistent only for the reboot: from now on it goes with govmm.
-		if fd := n.tapFD(); fd >= 0 {
+		if fd := n.tap.TapFD(); fd >= 0 {
 			if err := tap.SetPersist(fd, false); err != nil {
 				m.log.Warn("tap kept for the reboot stays after govmm exits", "tap", c.Tap, "err", err)
 			}
@@ -137,7 +138,7 @@ func (m *Machine) addVirtioNet(c NetConfig) error {
 	if _, err := m.PCI.Add(tr); err != nil {
 		return fmt.Errorf("net %s: %w", c.Tap, err)
 	}
-	m.nets = append(m.nets, &NetDevice{Config: c, Dev: dev, transport: tr, model: model, closeFn: closer, modelName: model.Name(), tapFD: holder.TapFD})
+	m.nets = append(m.nets, &NetDevice{Config: c, Dev: dev, transport: tr, model: model, closeFn: closer, modelName: model.Name(), tap: holder})
 	return nil
 }
 
@@ -162,7 +163,7 @@ func (m *Machine) addIxgbe(c NetConfig) error {
 		dev.Close()
 		return fmt.Errorf("net %s: %w", c.Tap, err)
 	}
-	m.nets = append(m.nets, &NetDevice{Config: c, ixgbe: dev, closeFn: dev.Close, modelName: "ixgbe", tapFD: dev.TapFD})
+	m.nets = append(m.nets, &NetDevice{Config: c, ixgbe: dev, closeFn: dev.Close, modelName: "ixgbe", tap: dev})
 	return nil
 }
 
@@ -178,7 +179,7 @@ func (m *Machine) RebootConfig() Config {
 		if !n.ownsTap {
 			continue
 		}
-		fd := n.tapFD()
+		fd := n.tap.TapFD()
 		if fd < 0 {
 			continue
 		}

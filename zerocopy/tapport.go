@@ -17,16 +17,17 @@ import (
 // payload, straight into guest memory. Offloads are off (TUNSETOFFLOAD 0):
 // the kernel hands over finished, checksummed frames of at most the MTU.
 type TapPort struct {
-	f      *os.File
-	fd     int
-	intrFD int // eventfd: Interrupt
-	iov    [][]byte
-	fds    [2]unix.PollFd
+	f       *os.File
+	fd      int
+	intrFD  int // eventfd: Interrupt
+	created bool
+	iov     [][]byte
+	fds     [2]unix.PollFd
 }
 
 // OpenTap attaches to (or creates) tap interface name.
 func OpenTap(name string) (*TapPort, error) {
-	fd, _, err := tap.OpenFD(name, true)
+	fd, created, err := tap.OpenFD(name, true)
 	if err != nil {
 		return nil, fmt.Errorf("zerocopy: %w", err)
 	}
@@ -39,13 +40,16 @@ func OpenTap(name string) (*TapPort, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("zerocopy: tap %s: eventfd: %w", name, err)
 	}
-	p := &TapPort{f: os.NewFile(uintptr(fd), "tap-"+name), fd: fd, intrFD: efd}
+	p := &TapPort{f: os.NewFile(uintptr(fd), "tap-"+name), fd: fd, intrFD: efd, created: created}
 	p.fds = [2]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(efd), Events: unix.POLLIN}}
 	return p, nil
 }
 
 // TapFD returns the tap descriptor (for tap.SetPersist).
 func (p *TapPort) TapFD() int { return p.fd }
+
+// Created reports whether opening the port created the interface.
+func (p *TapPort) Created() bool { return p.created }
 
 // SetHdrLen implements HdrLenSetter (TUNSETVNETHDRSZ).
 func (p *TapPort) SetHdrLen(n int) error {

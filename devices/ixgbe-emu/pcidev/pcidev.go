@@ -131,10 +131,11 @@ type Device struct {
 	msix *msix.Table
 	log  *slog.Logger
 
-	fd     int // the port, non-blocking
-	vnet   int // virtio_net_hdr bytes in front of each frame on the port (a tap we opened: 10), or 0
-	stopFD int // eventfd: stop the reader
-	kickFD int // eventfd: RDT moved while the reader waits for descriptors
+	fd      int  // the port, non-blocking
+	created bool // openTap created the interface
+	vnet    int  // virtio_net_hdr bytes in front of each frame on the port (a tap we opened: 10), or 0
+	stopFD  int  // eventfd: stop the reader
+	kickFD  int  // eventfd: RDT moved while the reader waits for descriptors
 	// waitRoom is set while the reader sleeps for free descriptors, so
 	// only then do RDT writes cost an eventfd write.
 	waitRoom atomic.Bool
@@ -194,7 +195,7 @@ func New(cfg Config) (*Device, error) {
 	if cfg.Port != nil {
 		d.fd, err = adoptPort(cfg.Port)
 	} else {
-		d.fd, err = openTap(cfg.Tap)
+		d.fd, d.created, err = openTap(cfg.Tap)
 		d.vnet = vnetHdrLen
 		d.log = d.log.With("tap", cfg.Tap)
 	}
@@ -277,6 +278,9 @@ func (d *Device) TapFD() int {
 	return d.fd
 }
 
+// Created reports whether the device created its tap interface.
+func (d *Device) Created() bool { return d.created }
+
 // Close stops the reader, closes the port (a tap govmm created
 // disappears), stops the model's timers and frees the interrupt vectors.
 // The guest must no longer run (VM stopped). Close is idempotent.
@@ -317,20 +321,20 @@ const vnetHdrLen = 10
 // TSO requests reach the host kernel whole (ixgbeemu.OffloadWire) instead
 // of being done in software. Frames from the host arrive finished
 // (TUNSETOFFLOAD 0): a guest 82599 driver takes no GSO frames.
-func openTap(name string) (int, error) {
-	fd, _, err := tap.OpenFD(name, true)
+func openTap(name string) (fd int, created bool, err error) {
+	fd, created, err = tap.OpenFD(name, true)
 	if err != nil {
-		return -1, fmt.Errorf("ixgbe pcidev: %w", err)
+		return -1, false, fmt.Errorf("ixgbe pcidev: %w", err)
 	}
 	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, vnetHdrLen); err != nil {
 		unix.Close(fd)
-		return -1, fmt.Errorf("ixgbe pcidev: tap %s: TUNSETVNETHDRSZ: %w", name, err)
+		return -1, false, fmt.Errorf("ixgbe pcidev: tap %s: TUNSETVNETHDRSZ: %w", name, err)
 	}
 	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, 0); err != nil {
 		unix.Close(fd)
-		return -1, fmt.Errorf("ixgbe pcidev: tap %s: TUNSETOFFLOAD: %w", name, err)
+		return -1, false, fmt.Errorf("ixgbe pcidev: tap %s: TUNSETOFFLOAD: %w", name, err)
 	}
-	return fd, nil
+	return fd, created, nil
 }
 
 // adoptPort takes a private non-blocking descriptor for f and closes f
