@@ -23,8 +23,8 @@ import (
 // Config describes a machine.
 type Config struct {
 	KVMPath  string    // default /dev/kvm
-	Kernel   []byte    // bzImage
-	Initrd   []byte    // concatenated initramfs archives (may be empty)
+	Kernel   []byte    // bzImage; New loads it into guest RAM and keeps no reference
+	Initrd   []byte    // concatenated initramfs archives (may be empty); likewise
 	Cmdline  string    // kernel command line
 	MemBytes uint64    // guest RAM
 	CPUs     int       // vCPUs
@@ -155,6 +155,9 @@ func New(cfg Config) (_ *Machine, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// The images now live in guest RAM; holding them as well would cost
+	// their size (and the GC headroom over it) for the guest's whole life.
+	m.cfg.Kernel, m.cfg.Initrd = nil, nil
 	if err = m.createVCPUs(); err != nil {
 		return nil, err
 	}

@@ -171,7 +171,8 @@ func (m *Machine) addIxgbe(c NetConfig) error {
 // after it reset, and makes the taps govmm created outlive this machine's
 // Close (TUNSETPERSIST) so the next machine attaches to them with their
 // host-side addresses and routes intact; that machine removes them again
-// when it closes. Call it before Close.
+// when it closes. Call it before Close. The machine keeps no images:
+// the caller sets Kernel and Initrd again.
 func (m *Machine) RebootConfig() Config {
 	cfg := m.cfg
 	cfg.Nets = append([]NetConfig(nil), cfg.Nets...)

@@ -1,12 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -29,6 +30,7 @@ type RunCmd struct {
 	Stats    string   `help:"Write per-NIC statistics as JSON to FILE every second and at exit (rx/tx frames, zero-copy vs copied, pinned bytes)." placeholder:"FILE"`
 	KVM      string   `help:"KVM device." default:"/dev/kvm" name:"kvm" placeholder:"PATH"`
 	NoReboot bool     `help:"Exit when the guest resets instead of booting it again." name:"no-reboot"`
+	Profile  string   `help:"Write a CPU profile of govmm itself (Go pprof format, all boots) to FILE at exit: see where the VMM spends its time under load." name:"cpuprofile" type:"path" placeholder:"FILE"`
 }
 
 // Run boots the guest and returns when it powers off (nil), or fails
@@ -39,6 +41,13 @@ func (r *RunCmd) Run() error {
 	cfg, err := r.config()
 	if err != nil {
 		return usageError{err}
+	}
+	if r.Profile != "" {
+		stop, err := startCPUProfile(r.Profile)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	// The session outlives each boot: signals, the terminal and the stats
 	// file follow whichever machine runs now.
@@ -67,11 +76,22 @@ func (r *RunCmd) Run() error {
 	defer restore()
 
 	for boot := 1; ; boot++ {
+		if boot > 1 {
+			if err := r.loadImages(&cfg); err != nil {
+				vmm.ReleaseTaps(cfg)
+				return err
+			}
+		}
 		m, err := vmm.New(cfg)
+		cfg.Kernel, cfg.Initrd = nil, nil
 		if err != nil {
 			vmm.ReleaseTaps(cfg)
 			return err
 		}
+		// The boot's transient buffers (the images, read and copied into
+		// guest RAM) are garbage now: give their pages back to the host
+		// instead of leaving them to the scavenger.
+		debug.FreeOSMemory()
 		cur.Store(m)
 		if _, stopped := stoppedBy.Load().(unix.Signal); stopped {
 			// The signal came between two boots.
@@ -113,6 +133,24 @@ func (r *RunCmd) Run() error {
 	}
 }
 
+// startCPUProfile profiles the whole process until the returned func runs.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			slog.Warn("--cpuprofile: writing the profile", "err", err)
+		}
+	}, nil
+}
+
 // signalExit ends govmm run after SIGINT or SIGTERM stopped the guest:
 // exit status 128+signal, as a shell reports a process killed by it.
 type signalExit struct{ sig unix.Signal }
@@ -146,36 +184,56 @@ func (r *RunCmd) config() (vmm.Config, error) {
 		}
 		nets = append(nets, nc)
 	}
-	kernel, err := os.ReadFile(r.Kernel)
-	if err != nil {
-		return vmm.Config{}, fmt.Errorf("--kernel: %w", err)
-	}
-	if _, err := boot.ParseBzImage(kernel); err != nil {
-		return vmm.Config{}, fmt.Errorf("--kernel %s: %w", r.Kernel, err)
-	}
-	var initrd bytes.Buffer
-	for _, p := range r.Initrd {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return vmm.Config{}, fmt.Errorf("--initrd: %w", err)
-		}
-		// Each archive starts 4-byte aligned, as the kernel's unpacker expects.
-		for initrd.Len()%4 != 0 {
-			initrd.WriteByte(0)
-		}
-		initrd.Write(b)
-	}
-	return vmm.Config{
+	cfg := vmm.Config{
 		KVMPath:  r.KVM,
-		Kernel:   kernel,
-		Initrd:   initrd.Bytes(),
 		Cmdline:  r.Cmdline,
 		MemBytes: mem,
 		CPUs:     r.CPUs,
 		Console:  os.Stdout,
 		Nets:     nets,
 		Logger:   slog.Default(),
-	}, nil
+	}
+	if err := r.loadImages(&cfg); err != nil {
+		return vmm.Config{}, err
+	}
+	return cfg, nil
+}
+
+// loadImages reads the kernel and initramfs into cfg. It runs before every
+// boot: a machine drops the images once they are in guest RAM, so govmm
+// does not hold their size for the guest's life.
+func (r *RunCmd) loadImages(cfg *vmm.Config) error {
+	kernel, err := os.ReadFile(r.Kernel)
+	if err != nil {
+		return fmt.Errorf("--kernel: %w", err)
+	}
+	if _, err := boot.ParseBzImage(kernel); err != nil {
+		return fmt.Errorf("--kernel %s: %w", r.Kernel, err)
+	}
+	// Sized up front: growing a buffer archive by archive would leave
+	// garbage of about twice the initramfs size.
+	size := 0
+	for _, p := range r.Initrd {
+		st, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("--initrd: %w", err)
+		}
+		size += int(st.Size()) + 3
+	}
+	initrd := make([]byte, 0, size)
+	for _, p := range r.Initrd {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return fmt.Errorf("--initrd: %w", err)
+		}
+		// Each archive starts 4-byte aligned, as the kernel's unpacker expects.
+		for len(initrd)%4 != 0 {
+			initrd = append(initrd, 0)
+		}
+		initrd = append(initrd, b...)
+	}
+	cfg.Kernel, cfg.Initrd = kernel, initrd
+	return nil
 }
 
 // ParseSize parses "512", "512M", "1G", "65536K" (a bare number is MiB).
