@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 
-.PHONY: demo test unit fuzz e2e build images testhost bench clean lint
+.PHONY: demo test unit fuzz e2e build images testhost bench profile clean lint
 
 ## demo: install deps, build images and govmm, boot a guest (natively or in the nested test host) and show its console
 demo:
@@ -32,6 +32,11 @@ bench:
 	scripts/install-deps
 	$(GO) test -run '^$$' -bench . -benchmem ./devices/... ./zerocopy/
 	GOVMM_BENCH=1 $(GO) test -count=1 -timeout 60m -run TestBenchmarkTable -v ./tests/
+
+## profile: govmm --cpuprofile under iperf3 load, zero-copy and copy paths (.cache/profile-*.pprof)
+profile:
+	scripts/install-deps
+	GOVMM_PROFILE=1 $(GO) test -count=1 -timeout 30m -run TestProfile -v ./tests/
 
 build:
 	CGO_ENABLED=0 $(GO) build -o bin/govmm ./cmd/govmm
