@@ -63,7 +63,10 @@ type Capabilities struct {
 }
 
 // Sink receives a model's completions. Calls may come from any goroutine
-// the model runs, but never concurrently from one model.
+// the model runs, but never concurrently from one model. A sink may call
+// the model's PostRx from inside RxFrame (to lend the buffers the driver
+// added meanwhile), so a model must not hold the lock PostRx takes while
+// it calls RxFrame.
 type Sink interface {
 	// RxFrame reports one received frame spread over len(bufs) buffers in
 	// the order they were posted; only the first carries the header. bufs

@@ -16,6 +16,14 @@ import (
 // batch bounds how many chains move per call into the model.
 const batch = 64
 
+// rxLowWater is how many receive buffers the model must hold for the
+// device to leave the driver's refill kicks off. Above it, completed frames
+// pull the driver's new buffers from the avail ring (as QEMU's virtio-net
+// reads the ring only when it needs a buffer); below it, kicks are on, so
+// a model running dry is always woken. 64 buffers hold a 64 KiB GSO frame
+// in any Linux mergeable buffer size.
+const rxLowWater = 64
+
 // activeState is the device between DRIVER_OK and reset. Two workers run:
 // the rx worker lends new receive buffers to the model when the driver
 // kicks the receive queue; the tx worker pops frames and hands them to the
@@ -39,6 +47,10 @@ type activeState struct {
 	rxRefused bool
 	rxChain   queue.Chain
 	rxBufs    []nic.Buf
+	// rxLent counts buffers the model holds; rxLow is the kick threshold
+	// (rxLowWater, or half the ring if smaller); rxQuiet: kicks are off.
+	rxLent, rxLow int
+	rxQuiet       bool
 
 	txChain  queue.Chain
 	txFrames []nic.Buf
@@ -61,7 +73,9 @@ type activeState struct {
 }
 
 func newActive(n *Net, mem *guestmem.Memory, rx, tx *pcitransport.ActiveQueue, cfg nic.Config) (*activeState, error) {
-	st := &activeState{n: n, mem: mem, rx: *rx, tx: *tx, cfg: cfg, lent: make([][][]byte, rx.Queue.Size()), lentGPA: make([][]uint64, rx.Queue.Size()), held: make([]uint16, rx.Queue.Size())}
+	qs := int(rx.Queue.Size())
+	st := &activeState{n: n, mem: mem, rx: *rx, tx: *tx, cfg: cfg, lent: make([][][]byte, qs), lentGPA: make([][]uint64, qs), held: make([]uint16, qs),
+		rxLow: min(rxLowWater, qs/2)}
 	var err error
 	if st.stopFD, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
 		return nil, fmt.Errorf("virtionet: eventfd: %w", err)
@@ -141,10 +155,18 @@ func (st *activeState) worker(doorbell int, fn func()) {
 	}
 }
 
-// postRx lends every available receive chain to the model.
+// postRx lends every available receive chain to the model (rx worker, on
+// a kick).
 func (st *activeState) postRx() {
 	st.rxMu.Lock()
 	defer st.rxMu.Unlock()
+	st.pullRx()
+}
+
+// pullRx lends every available receive chain to the model, then turns the
+// driver's kicks off while the model holds plenty of buffers and on when
+// it runs low. Called with rxMu held.
+func (st *activeState) pullRx() {
 	q := st.rx.Queue
 	returned := false
 	st.rxBufs = st.rxBufs[:0]
@@ -200,6 +222,14 @@ func (st *activeState) postRx() {
 			break // the model is full: the rest stay in the avail ring
 		}
 		if empty {
+			if st.rxLent >= st.rxLow {
+				// Plenty: RxFrame pulls what the driver adds meanwhile, a
+				// kick per refill would be an exit for nothing.
+				_ = q.DisableNotification(st.mem)
+				st.rxQuiet = true
+				break
+			}
+			st.rxQuiet = false
 			more, err := q.EnableNotification(st.mem)
 			if err != nil || !more {
 				break
@@ -237,6 +267,7 @@ func (st *activeState) lend(extra uint16) bool {
 	for _, b := range st.rxBufs[k:] {
 		st.held[b.ID]--
 	}
+	st.rxLent += k
 	refused := len(st.rxBufs) - k
 	st.rxBufs = st.rxBufs[:0]
 	if refused == 0 {
@@ -265,12 +296,17 @@ func (st *activeState) RxFrame(bufs []nic.Used) {
 		}
 		bytes += uint64(u.Written)
 	}
+	st.rxLent = max(0, st.rxLent-len(bufs))
 	st.n.Stats.RxFrames.Add(1)
 	st.n.Stats.RxBytes.Add(bytes - hdrLen)
 	st.publish(q, st.rx.Interrupt)
-	if st.rxRefused {
-		st.rxRefused = false
-		signalFD(st.rx.Doorbell) // the rx worker offers the refused buffers again
+	if st.rxRefused || st.rxLent < st.rxLow {
+		// The model has room again (it refused buffers for its cap), or
+		// runs low with kicks off: take what the driver added since. This
+		// also turns kicks back on when the ring is empty, so the model is
+		// never left waiting for buffers nobody will fetch. (Models call
+		// RxFrame without the lock their PostRx takes: nic.Sink.)
+		st.pullRx()
 	}
 }
 
@@ -400,7 +436,8 @@ func (st *activeState) debugState() string {
 	for _, h := range st.held {
 		held += int(h)
 	}
-	rx := fmt.Sprintf("rx: %s; lent to the model %d, refused pending %v", st.rx.Queue.Debug(st.mem), held, st.rxRefused)
+	rx := fmt.Sprintf("rx: %s; lent to the model %d (counted %d, kicks off above %d: off %v), refused pending %v",
+		st.rx.Queue.Debug(st.mem), held, st.rxLent, st.rxLow, st.rxQuiet, st.rxRefused)
 	st.rxMu.Unlock()
 	st.txDoneMu.Lock()
 	pending := len(st.txDone)

@@ -3,6 +3,7 @@ package virtionet
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -131,18 +132,25 @@ type rig struct {
 }
 
 func newRig(t *testing.T, mergeable bool, features uint64) *rig {
+	return newRigEventIdx(t, mergeable, features, true)
+}
+
+func newRigEventIdx(t *testing.T, mergeable bool, features uint64, eventIdx bool) *rig {
 	t.Helper()
 	r := &rig{model: &fakeModel{caps: nic.Capabilities{Csum: true, TSO: true}}}
 	var err error
-	r.rxD, err = queuetest.New(queuetest.Config{Size: 64, GPA: 0x10000, EventIdx: true})
+	r.rxD, err = queuetest.New(queuetest.Config{Size: 64, GPA: 0x10000, EventIdx: eventIdx})
 	require.NoError(t, err)
-	r.txD, err = queuetest.New(queuetest.Config{Size: 64, GPA: 0x1000_0000, EventIdx: true})
+	r.txD, err = queuetest.New(queuetest.Config{Size: 64, GPA: 0x1000_0000, EventIdx: eventIdx})
 	require.NoError(t, err)
 	mem, err := guestmem.FromRegions(r.rxD.Mem.Regions()[0], r.txD.Mem.Regions()[0])
 	require.NoError(t, err)
 	r.rxQ, r.txQ = queue.New(64), queue.New(64)
-	r.rxQ.SetEventIdx(true)
-	r.txQ.SetEventIdx(true)
+	r.rxQ.SetEventIdx(eventIdx)
+	r.txQ.SetEventIdx(eventIdx)
+	if eventIdx {
+		features |= FeatEventIdx
+	}
 	require.NoError(t, r.rxD.Configure(r.rxQ))
 	require.NoError(t, r.txD.Configure(r.txQ))
 	r.rxBell, _ = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
@@ -154,7 +162,7 @@ func newRig(t *testing.T, mergeable bool, features uint64) *rig {
 		features |= FeatMrgRxbuf
 	}
 	require.NoError(t, r.dev.Activate(pcitransport.Activation{
-		Features: features | FeatVersion1 | FeatEventIdx,
+		Features: features | FeatVersion1,
 		Mem:      mem,
 		Queues: []pcitransport.ActiveQueue{
 			{Index: rxQ, Queue: r.rxQ, Interrupt: &r.rxIRQ, Doorbell: r.rxBell},
@@ -265,6 +273,71 @@ func TestRefusedBuffersOfferedAgainAfterFrames(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, ok, "frame %d delivered", i)
 	}
+}
+
+// While the model holds plenty of receive buffers the driver's refills
+// cause no kicks (each would be a VM exit): completed frames pull them
+// from the avail ring. When the model runs low, kicks come back on, so it
+// is never left waiting for buffers nobody fetches. Both notification
+// suppression schemes (§2.7.10): avail_event, and VIRTQ_USED_F_NO_NOTIFY.
+func TestRefillNeedsNoKicksWhileModelHoldsPlenty(t *testing.T) {
+	for _, eventIdx := range []bool{true, false} {
+		t.Run(fmt.Sprintf("event_idx=%v", eventIdx), func(t *testing.T) {
+			r := newRigEventIdx(t, true, 0, eventIdx)
+			post := func() {
+				_, err := r.rxD.AddChain(nil, []uint32{2048})
+				require.NoError(t, err)
+			}
+			for range 64 {
+				post()
+			}
+			kick(r.rxBell)
+			waitFor(t, "the ring lent", func() bool { return r.model.posted() == 64 })
+			frame := make([]byte, hdrLen+100)
+			const frames = 2000
+			kicks := 0
+			for i := range frames {
+				waitFor(t, fmt.Sprintf("a buffer for frame %d", i), func() bool { return r.model.posted() > 0 })
+				r.model.deliver(frame)
+				_, ok, err := r.rxD.PopUsed()
+				require.NoError(t, err)
+				require.True(t, ok, "frame %d delivered", i)
+				post() // the driver refills at once, as Linux's NAPI poll does
+				need, err := r.rxD.NeedsKick()
+				require.NoError(t, err)
+				if need {
+					kicks++
+					kick(r.rxBell)
+				}
+			}
+			t.Logf("%d kicks for %d refills", kicks, frames)
+			require.Less(t, kicks, frames/50)
+		})
+	}
+}
+
+// The other half of the contract: a model drained below the low-water mark
+// with the ring empty has kicks on, and the driver's next refill reaches it.
+func TestKicksBackOnWhenModelRunsLow(t *testing.T) {
+	r := newRig(t, true, 0)
+	for range 40 {
+		_, err := r.rxD.AddChain(nil, []uint32{2048})
+		require.NoError(t, err)
+	}
+	kick(r.rxBell)
+	waitFor(t, "40 lent", func() bool { return r.model.posted() == 40 })
+	frame := make([]byte, hdrLen+100)
+	for range 40 { // the model holds 40 ≥ 32 (half the ring): kicks off; then it drains
+		r.model.deliver(frame)
+	}
+	require.Zero(t, r.model.posted())
+	_, err := r.rxD.AddChain(nil, []uint32{2048})
+	require.NoError(t, err)
+	need, err := r.rxD.NeedsKick()
+	require.NoError(t, err)
+	require.True(t, need, "an empty model must be kicked for the next buffer")
+	kick(r.rxBell)
+	waitFor(t, "the refill lent", func() bool { return r.model.posted() == 1 })
 }
 
 // Without MRG_RXBUF num_buffers must still be 1 (§5.1.6.4 with VERSION_1).
