@@ -68,7 +68,10 @@ H=` + hostIP + `
 echo "RESULT: mac $(cat /sys/class/net/eth0/address)"
 # A heartbeat tells a stalled network from a hung guest in the log.
 s=/sys/class/net/eth0/statistics
-( while sleep 10; do echo "HEARTBEAT rx_packets $(cat $s/rx_packets) tx_packets $(cat $s/tx_packets)"; done ) &
+# With the interrupts the guest took per virtqueue, set against the
+# "interrupts sent" of govmm's SIGUSR1 dump: lost interrupt or stuck guest.
+irqs() { awk '/virtio[0-9]-(input|output)/{n=0; for (i=2; i<=NF && $i ~ /^[0-9]+$/; i++) n+=$i; printf " %s %d", $NF, n}' /proc/interrupts; }
+( while sleep 10; do echo "HEARTBEAT rx_packets $(cat $s/rx_packets) tx_packets $(cat $s/tx_packets) irqs$(irqs)"; done ) &
 [ -f /extra.sh ] && . /extra.sh
 echo "RESULT: driver $(ethtool -i eth0 | sed -n 's/^driver: //p')"
 i=0; while ! ping -c1 -W1 $H >/dev/null 2>&1 && [ $i -lt 20 ]; do i=$((i+1)); done

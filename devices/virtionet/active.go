@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -67,6 +68,11 @@ type activeState struct {
 	// stopped is set, under both rxMu and txDoneMu, when the device is
 	// reset; completions the model reports after that are dropped.
 	stopped bool
+
+	// Interrupts sent per queue, for the state dump: set against the
+	// guest's /proc/interrupts they tell a lost interrupt from a guest
+	// that stopped processing.
+	rxIRQs, txIRQs atomic.Uint64
 
 	stopFD int
 	wg     sync.WaitGroup
@@ -237,7 +243,7 @@ func (st *activeState) pullRx() {
 		}
 	}
 	if returned {
-		st.publish(q, st.rx.Interrupt)
+		st.publish(q, st.rx.Interrupt, &st.rxIRQs)
 	}
 }
 
@@ -299,7 +305,7 @@ func (st *activeState) RxFrame(bufs []nic.Used) {
 	st.rxLent = max(0, st.rxLent-len(bufs))
 	st.n.Stats.RxFrames.Add(1)
 	st.n.Stats.RxBytes.Add(bytes - hdrLen)
-	st.publish(q, st.rx.Interrupt)
+	st.publish(q, st.rx.Interrupt, &st.rxIRQs)
 	if st.rxRefused || st.rxLent < st.rxLow {
 		// The model has room again (it refused buffers for its cap), or
 		// runs low with kicks off: take what the driver added since. This
@@ -414,18 +420,19 @@ func (st *activeState) publishTx() {
 			st.n.log.Warn("virtio-net: tx used", "err", err)
 		}
 	}
-	st.publish(q, st.tx.Interrupt)
+	st.publish(q, st.tx.Interrupt, &st.txIRQs)
 }
 
 // publish makes put used entries visible and interrupts the driver if it
 // asked to be (EVENT_IDX).
-func (st *activeState) publish(q *queue.Queue, irq pcitransport.Interrupt) {
+func (st *activeState) publish(q *queue.Queue, irq pcitransport.Interrupt, sent *atomic.Uint64) {
 	if err := q.PublishUsed(st.mem); err != nil {
 		st.n.log.Warn("virtio-net: publish used", "err", err)
 		return
 	}
 	if need, err := q.NeedsNotification(st.mem); err == nil && need {
 		_ = irq.Trigger()
+		sent.Add(1)
 	}
 }
 
@@ -436,15 +443,15 @@ func (st *activeState) debugState() string {
 	for _, h := range st.held {
 		held += int(h)
 	}
-	rx := fmt.Sprintf("rx: %s; lent to the model %d (counted %d, kicks off above %d: off %v), refused pending %v",
-		st.rx.Queue.Debug(st.mem), held, st.rxLent, st.rxLow, st.rxQuiet, st.rxRefused)
+	rx := fmt.Sprintf("rx: %s; interrupts sent %d; lent to the model %d (counted %d, kicks off above %d: off %v), refused pending %v",
+		st.rx.Queue.Debug(st.mem), st.rxIRQs.Load(), held, st.rxLent, st.rxLow, st.rxQuiet, st.rxRefused)
 	st.rxMu.Unlock()
 	st.txDoneMu.Lock()
 	pending := len(st.txDone)
 	st.txDoneMu.Unlock()
 	// The tx queue's private state belongs to the tx worker: only the
 	// rings are read.
-	tx := fmt.Sprintf("tx: %s; completions not yet published %d", st.tx.Queue.DriverView(st.mem), pending)
+	tx := fmt.Sprintf("tx: %s; interrupts sent %d; completions not yet published %d", st.tx.Queue.DriverView(st.mem), st.txIRQs.Load(), pending)
 	s := rx + "\n" + tx
 	if d, ok := st.n.cfg.Model.(nic.Debugger); ok {
 		s += "\nmodel: " + d.DebugState()

@@ -435,6 +435,12 @@ func TestDebugState(t *testing.T) {
 	require.Contains(t, s, "avail_event=5") // re-armed after draining the ring
 	require.Contains(t, s, "lent to the model 5")
 	require.Contains(t, s, "tx: size=64 avail.idx=0 used.idx=0")
+	require.Contains(t, s, "interrupts sent 0")
+
+	r.model.deliver(make([]byte, hdrLen+60)) // used_event is 0: this one interrupts
+	require.Contains(t, r.dev.DebugState(), "rx: next_avail=5 next_used=1")
+	require.Contains(t, r.dev.DebugState(), "interrupts sent 1")
+	require.Equal(t, int32(1), r.rxIRQ.n.Load())
 }
 
 // A model that completes transmits later, from its own goroutine, must
