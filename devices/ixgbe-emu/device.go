@@ -33,7 +33,8 @@ import (
 // DMA is the device's view of the address space it bus-masters into.
 type DMA interface {
 	// Slice returns n bytes at addr as a writable/readable view (no copy),
-	// or an error if outside the address space.
+	// or an error if outside the address space. The space never changes
+	// under a device, so a view stays valid (the model caches ring views).
 	Slice(addr, n uint64) ([]byte, error)
 }
 

@@ -22,6 +22,25 @@ type rxQueue struct {
 	bufs    [][]byte
 	descs   [][]byte
 	lens    []int
+	// ringView caches the DMA view of the whole descriptor ring at
+	// ringBase (the DMA space never changes under a device), so the
+	// zero-copy path does not translate every descriptor address.
+	ringView []byte
+	ringBase uint64
+}
+
+// descRing returns the view of the ring of size descriptors at base, or
+// nil if it does not lie in one piece of the DMA space.
+func (q *rxQueue) descRing(dma DMA, base uint64, size uint32) []byte {
+	if q.ringView != nil && q.ringBase == base && len(q.ringView) == 16*int(size) {
+		return q.ringView
+	}
+	v, err := dma.Slice(base, 16*uint64(size))
+	if err != nil {
+		return nil
+	}
+	q.ringView, q.ringBase = v, base
+	return v
 }
 
 // rxResv remembers what RxTarget handed out.
@@ -563,13 +582,19 @@ func (d *Device) RxTarget(queue int) (bufs [][]byte, ok bool) {
 	if st != RxReady {
 		return nil, false
 	}
+	ring := q.descRing(d.dma, base, size)
+	if ring == nil {
+		// A ring straddling the DMA space: the caller takes the Receive
+		// path, which checks descriptor by descriptor.
+		return nil, false
+	}
 	limit := d.maxFrame(true)
 	q.bufs, q.descs, q.lens = q.bufs[:0], q.descs[:0], q.lens[:0]
+	idx := q.rdh
 	for i := 0; i < need; i++ {
-		idx := (q.rdh + uint32(i)) % size
-		desc, err := d.dma.Slice(base+16*uint64(idx), 16)
-		if err != nil {
-			return nil, false
+		desc := ring[16*idx : 16*idx+16 : 16*idx+16]
+		if idx++; idx == size {
+			idx = 0
 		}
 		n := min(bsize, limit-i*bsize)
 		buf, err := d.dma.Slice(binary.LittleEndian.Uint64(desc), uint64(n))
