@@ -27,9 +27,19 @@ while read -r name secs; do
 	kill -KILL -"$pid" 2>/dev/null # leftovers, e.g. a VMM the script put in the background
 	# Scenarios are independent: daemons that left the group (iperf3 -D) and taps go too. Only in
 	# the test host: the harness unit test runs this script on a developer's machine.
+	# A killed process lets go of its tap and ports only once it has exited, which in the slow
+	# test host can take seconds: wait for that (up to 20 s), or the next scenario finds tap0 busy
+	# and its iperf3 server unable to bind (seen once).
 	if [ -z "$SCENARIO_DIR" ]; then
 		killall iperf3 2>/dev/null
-		for tap in $(ip tuntap show 2>/dev/null | cut -d: -f1); do ip link del "$tap" 2>/dev/null; done
+		i=0
+		while [ $i -lt 40 ]; do
+			for tap in $(ip tuntap show 2>/dev/null | cut -d: -f1); do ip link del "$tap" 2>/dev/null; done
+			pidof iperf3 govmm qemu-system-x86_64 >/dev/null 2>&1 || [ -n "$(ip tuntap show 2>/dev/null)" ] || break
+			sleep 0.5
+			i=$((i+1))
+		done
+		[ $i -lt 40 ] || echo "SCENARIO-CLEANUP $name: still there after 20 s: $(pidof iperf3 govmm qemu-system-x86_64) $(ip tuntap show 2>/dev/null)"
 	fi
 	echo "SCENARIO-END $name rc=$rc secs=$(awk -v a="$t0" -v b="$(up)" 'BEGIN{printf "%.2f", b-a}')"
 done <$S/list
