@@ -2,66 +2,123 @@ package tests
 
 import (
 	"encoding/base64"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/govmm/govmm/tests/harness"
 )
 
-// profileGuest loads the network both ways with TCP, then UDP 64-byte
-// frames: the profile shows what govmm spends per frame.
+// profileGuest serves two iperf3 runs, then the guest powers off.
 const profileGuest = `#!/bin/sh
-H=` + hostIP + `
-i=0; while ! ping -c1 -W1 $H >/dev/null 2>&1 && [ $i -lt 30 ]; do i=$((i+1)); done
-echo "RESULT: tcp-tx $(iperf3 -c $H -t 8 -f m | awk '/receiver/{print $(NF-2)}')"; sleep 1
-echo "RESULT: tcp-rx $(iperf3 -c $H -t 8 -f m -R | awk '/receiver/{print $(NF-2)}')"; sleep 1
-echo "RESULT: udp64 $(iperf3 -c $H -u -l 64 -b 200M -t 5 | awk '/receiver/{split($(NF-2), a, "/"); print int((a[2]-a[1])/5)}')"
+iperf3 -s -1 >/dev/null
+iperf3 -s -1 >/dev/null
 `
 
-// TestProfile is `make profile`: govmm run --cpuprofile under iperf3 load,
-// once per receive path, in one test-host boot. The profiles come back
-// through the console (base64) and land in .cache/profile-<path>.pprof,
-// for `go tool pprof -top`. Not part of `make test`.
+// kvmStats are KVM's VM-wide counters (debugfs) that say what a VMM's
+// device model costs the guest: every exit is a round trip through the
+// host kernel (and, nested, through L0).
+var kvmStats = []string{"exits", "io_exits", "mmio_exits", "halt_exits", "irq_injections", "irq_exits", "irq_window_exits", "insn_emulation"}
+
+// profileHost boots a VMM in the background, then drives iperf3 from the
+// host side, one direction at a time, reading KVM's exit counters around
+// each run.
+func profileHost(vmm string) string {
+	return `/sbin/ip tuntap add dev tap0 mode tap
+/sbin/ip addr add ` + hostIP + `/24 dev tap0
+/sbin/ip link set tap0 up
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+K=/sys/kernel/debug/kvm
+snap() { for k in ` + strings.Join(kvmStats, " ") + `; do printf '%s ' "$(cat $K/$k 2>/dev/null || echo 0)"; done; }
+( ` + vmm + `; echo $? >"$WORK/rc" ) &
+i=0; while ! ping -c1 -W1 ` + guestIP + ` >/dev/null 2>&1 && [ $i -lt 60 ]; do i=$((i+1)); done
+sleep 1
+s0=$(snap)
+echo "RESULT: tcp-rx $(iperf3 -c ` + guestIP + ` -t 8 -f m | awk '/receiver/{print $(NF-2)}')"
+s1=$(snap)
+echo "RESULT: tcp-tx $(iperf3 -c ` + guestIP + ` -t 8 -f m -R | awk '/receiver/{print $(NF-2)}')"
+s2=$(snap)
+echo "RESULT: kvm-rx $s0 / $s1"
+echo "RESULT: kvm-tx $s1 / $s2"
+i=0; while [ ! -f "$WORK/rc" ] && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done
+echo "RESULT: vmm-exit $(cat "$WORK/rc" 2>/dev/null)"
+if [ -f "$WORK/cpu.pprof" ]; then echo PPROF-BEGIN; base64 "$WORK/cpu.pprof"; echo PPROF-END; fi
+`
+}
+
+// TestProfile is `make profile`: in one test-host boot, govmm (both
+// receive paths, with --cpuprofile) and QEMU virtio-net vhost=off under
+// iperf3 load each way. It prints KVM exits and interrupt injections per
+// MB moved, side by side, and writes govmm's CPU profiles to
+// .cache/profile-<path>.pprof (back through the console, base64). Not
+// part of `make test`.
 func TestProfile(t *testing.T) {
 	if os.Getenv("GOVMM_PROFILE") != "1" {
 		t.Skip("set GOVMM_PROFILE=1 (make profile)")
 	}
 	env := harness.Setup(t)
 	files := map[string]string{"/profile.sh": profileGuest}
+	cmdline := `"console=ttyS0 panic=-1 quiet govmm.ip=` + guestIP + `/24 govmm.run=/profile.sh"`
 	var sc []harness.Scenario
 	for _, path := range []string{"zerocopy", "copy"} {
-		host := `/sbin/ip tuntap add dev tap0 mode tap 2>/dev/null
-/sbin/ip addr add ` + hostIP + `/24 dev tap0 2>/dev/null
-/sbin/ip link set tap0 up
-pidof iperf3 >/dev/null || iperf3 -s -D >/dev/null
-"$GOVMM" run --cpuprofile "$WORK/cpu.pprof" --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M \
-	--net tap=tap0,mac=` + guestMAC + `,path=` + path + ` --cmdline "console=ttyS0 panic=-1 quiet govmm.ip=` + guestIP + `/24 govmm.run=/profile.sh"
-echo "RESULT: vmm-exit $?"
-echo PPROF-BEGIN; base64 "$WORK/cpu.pprof"; echo PPROF-END
-`
-		sc = append(sc, harness.Scenario{Name: "profile-" + path, HostScript: host, GuestFiles: files, Timeout: 4 * time.Minute, Network: true})
+		vmm := `"$GOVMM" run --cpuprofile "$WORK/cpu.pprof" --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M ` +
+			`--net tap=tap0,mac=` + guestMAC + `,path=` + path + ` --cmdline ` + cmdline
+		sc = append(sc, harness.Scenario{Name: "profile-" + path, HostScript: profileHost(vmm), GuestFiles: files, Timeout: 3 * time.Minute, Network: true})
 	}
+	if env.Mode == harness.Nested {
+		qemu := `cat "$INITRD" "$OVERLAY" >"$WORK/initrd"; qemu-system-x86_64 -enable-kvm -cpu host -m 512 -smp 1 -nographic -no-reboot -nodefaults -serial stdio ` +
+			`-kernel "$KERNEL" -initrd "$WORK/initrd" -append ` + cmdline + ` -netdev tap,id=n0,ifname=tap0,script=no,downscript=no,vhost=off ` +
+			`-device virtio-net-pci,netdev=n0,mac=` + guestMAC + `,romfile= </dev/null`
+		sc = append(sc, harness.Scenario{Name: "qemu-vhost-off", HostScript: profileHost(qemu), GuestFiles: files, Timeout: 3 * time.Minute, Network: true})
+	}
+	var tb strings.Builder
+	fmt.Fprintf(&tb, "%-18s %-4s %9s   per MB moved: %s\n", "vmm", "dir", "Mbit/s", strings.Join(kvmStats, " "))
 	for _, r := range env.Run(t, sc...) {
-		t.Logf("%s: TCP guest→host %s Mbit/s, host→guest %s Mbit/s, UDP64 %s pps", r.Name, r.Values["tcp-tx"], r.Values["tcp-rx"], r.Values["udp64"])
+		assert.False(t, r.TimedOut, r.Name)
+		for _, dir := range []string{"rx", "tx"} {
+			mbps := r.Values["tcp-"+dir]
+			fmt.Fprintf(&tb, "%-18s %-4s %9s  ", r.Name, dir, mbps)
+			mb := num(mbps) * 8 / 8 // 8 s at mbps Mbit/s = mbps MB
+			before, after, ok := strings.Cut(r.Values["kvm-"+dir], "/")
+			b, a := strings.Fields(before), strings.Fields(after)
+			if !ok || len(b) != len(kvmStats) || len(a) != len(kvmStats) || mb == 0 {
+				fmt.Fprintf(&tb, " (no counters)\n")
+				continue
+			}
+			for i := range kvmStats {
+				fmt.Fprintf(&tb, " %s=%.0f", kvmStats[i], (num(a[i])-num(b[i]))/mb)
+			}
+			tb.WriteString("\n")
+		}
 		_, body, ok := strings.Cut(r.Output, "PPROF-BEGIN")
-		body, _, ok2 := strings.Cut(body, "PPROF-END")
-		require.True(t, ok && ok2, "%s: no profile in the output", r.Name)
-		// The console may interleave carriage returns; base64 ignores none.
-		b64 := strings.Map(func(c rune) rune {
+		if !ok {
+			continue
+		}
+		body, _, ok = strings.Cut(body, "PPROF-END")
+		require.True(t, ok, "%s: truncated profile", r.Name)
+		prof, err := base64.StdEncoding.DecodeString(strings.Map(func(c rune) rune {
 			if strings.ContainsRune(" \r\n\t", c) {
 				return -1
 			}
 			return c
-		}, body)
-		prof, err := base64.StdEncoding.DecodeString(b64)
+		}, body))
 		require.NoError(t, err, r.Name)
 		out := filepath.Join(env.Cache, r.Name+".pprof")
 		require.NoError(t, os.WriteFile(out, prof, 0o644))
 		t.Logf("wrote %s (%d bytes): go tool pprof -top %s", out, len(prof), out)
 	}
+	fmt.Print(tb.String())
+	t.Log("\n" + tb.String())
+}
+
+func num(s string) float64 {
+	f, _ := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	return f
 }
