@@ -398,6 +398,45 @@ func TestTransmit(t *testing.T) {
 	require.Positive(t, r.txIRQ.n.Load())
 }
 
+// After draining the transmit ring the device keeps the driver's kicks off
+// for txLinger and looks again: frames the guest adds meanwhile go out
+// without a kick (a VM exit each). A look that finds nothing turns kicks
+// back on, so an idle device is always woken.
+func TestTransmitLingersWithKicksOff(t *testing.T) {
+	for _, eventIdx := range []bool{true, false} {
+		t.Run(fmt.Sprintf("event_idx=%v", eventIdx), func(t *testing.T) {
+			r := newRigEventIdx(t, true, 0, eventIdx)
+			r.dev.mu.Lock()
+			st := r.dev.active
+			r.dev.mu.Unlock()
+			// The test plays the tx worker: stop the real one (Reset still
+			// cleans up after it).
+			signalFD(st.stopFD)
+			st.wg.Wait()
+			send := func() bool {
+				_, err := r.txD.AddChain([][]byte{make([]byte, hdrLen), []byte("frame")}, nil)
+				require.NoError(t, err)
+				need, err := r.txD.NeedsKick()
+				require.NoError(t, err)
+				return need
+			}
+			require.True(t, send(), "an idle device must be kicked")
+			require.Equal(t, txLinger, st.processTx(), "sent, kicks left off")
+			require.False(t, send(), "no kick while the device lingers")
+			require.False(t, send())
+			require.Equal(t, txLinger, st.processTx(), "the frames added meanwhile are sent")
+			require.Zero(t, st.processTx(), "nothing new: kicks back on")
+			require.True(t, send(), "idle again: the next frame kicks")
+			r.model.mu.Lock()
+			require.Len(t, r.model.sent, 3)
+			r.model.mu.Unlock()
+			idx, err := r.txD.UsedIdx()
+			require.NoError(t, err)
+			require.Equal(t, uint16(3), idx)
+		})
+	}
+}
+
 func TestResetStopsModelAndWorkers(t *testing.T) {
 	r := newRig(t, true, 0)
 	r.dev.Reset()
