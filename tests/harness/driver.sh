@@ -7,6 +7,9 @@ S=${SCENARIO_DIR:-/scenario} # overridable for the harness unit test
 export GOVMM=$S/govmm KERNEL=/guest/bzImage INITRD=/guest/initramfs.cpio.gz
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
 up() { cut -d' ' -f1 /proc/uptime; }
+# Tun/tap interfaces, from sysfs: the plain "ip" here is busybox's, which has no "tuntap show"
+# (the cleanup below silently deleted nothing for that reason).
+taps() { for f in /sys/class/net/*/tun_flags; do [ -e "$f" ] && basename "$(dirname "$f")"; done; }
 while read -r name secs; do
 	[ -n "$name" ] || continue
 	WORK=/tmp/work/$name OVERLAY=$S/$name.cpio.gz
@@ -34,12 +37,12 @@ while read -r name secs; do
 		killall iperf3 2>/dev/null
 		i=0
 		while [ $i -lt 40 ]; do
-			for tap in $(ip tuntap show 2>/dev/null | cut -d: -f1); do ip link del "$tap" 2>/dev/null; done
-			pidof iperf3 govmm qemu-system-x86_64 >/dev/null 2>&1 || [ -n "$(ip tuntap show 2>/dev/null)" ] || break
+			for tap in $(taps); do /sbin/ip link del "$tap" 2>/dev/null; done
+			pidof iperf3 govmm qemu-system-x86_64 >/dev/null 2>&1 || [ -n "$(taps)" ] || break
 			sleep 0.5
 			i=$((i+1))
 		done
-		[ $i -lt 40 ] || echo "SCENARIO-CLEANUP $name: still there after 20 s: $(pidof iperf3 govmm qemu-system-x86_64) $(ip tuntap show 2>/dev/null)"
+		[ $i -lt 40 ] || echo "SCENARIO-CLEANUP $name: still there after 20 s: $(pidof iperf3 govmm qemu-system-x86_64) $(taps)"
 	fi
 	echo "SCENARIO-END $name rc=$rc secs=$(awk -v a="$t0" -v b="$(up)" 'BEGIN{printf "%.2f", b-a}')"
 done <$S/list
