@@ -74,6 +74,11 @@ type activeState struct {
 	txSpare    []uint16 // publishTx's other list (tx worker only)
 	txSegs     [][]byte // segment arena of the current batch (tx worker only)
 	txGPAs     []uint64
+	// txOwed: a completion interrupt was due for the used entries from
+	// txOwedSince on and is deferred to the tx worker's next round (tx
+	// worker only): see resolveTxInterrupt.
+	txOwed      bool
+	txOwedSince uint16
 	txWake     int // eventfd: asynchronous TxDone happened
 
 	// stopped is set, under both rxMu and txDoneMu, when the device is
@@ -360,6 +365,7 @@ func (st *activeState) TxDone(ids []uint16) {
 // calls it again after that long), 0 when kicks are on again.
 func (st *activeState) processTx() time.Duration {
 	q := st.tx.Queue
+	st.resolveTxInterrupt()
 	sent := false
 	for {
 		_ = q.DisableNotification(st.mem)
@@ -413,13 +419,32 @@ func (st *activeState) processTx() time.Duration {
 			sent = true
 			continue
 		}
-		if sent {
+		if sent || st.txOwed {
 			return txLinger
 		}
 		more, err := q.EnableNotification(st.mem)
 		if err != nil || !more {
 			return 0
 		}
+	}
+}
+
+// resolveTxInterrupt sends the completion interrupt deferred by the
+// previous round if the driver still wants it. Completing a frame at once
+// made every transmit with nothing else pending cost an interrupt: Linux's
+// start_xmit re-arms used_event for its pending frames (none left), so the
+// next completion crosses it. Deferred by up to txLinger, the completions
+// are usually reaped by the guest's next start_xmit, which re-arms
+// used_event past them, and the interrupt is not needed (as QEMU's later,
+// batched completions avoid it).
+func (st *activeState) resolveTxInterrupt() {
+	if !st.txOwed {
+		return
+	}
+	st.txOwed = false
+	if due, err := st.tx.Queue.StillNeedsNotification(st.mem, st.txOwedSince); err == nil && due {
+		_ = st.tx.Interrupt.Trigger()
+		st.txIRQs.Add(1)
 	}
 }
 
@@ -449,7 +474,16 @@ func (st *activeState) publishTx() {
 			st.n.log.Warn("virtio-net: tx used", "err", err)
 		}
 	}
-	st.publish(q, st.tx.Interrupt, &st.txIRQs)
+	// Published at once (the guest reaps them on its next transmit), the
+	// interrupt deferred to the next round (resolveTxInterrupt).
+	since := q.UsedIdx()
+	if err := q.PublishUsed(st.mem); err != nil {
+		st.n.log.Warn("virtio-net: publish used", "err", err)
+		return
+	}
+	if need, err := q.NeedsNotification(st.mem); err == nil && need && !st.txOwed {
+		st.txOwed, st.txOwedSince = true, since
+	}
 }
 
 // publish makes put used entries visible and interrupts the driver if it

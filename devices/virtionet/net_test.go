@@ -437,6 +437,39 @@ func TestTransmitLingersWithKicksOff(t *testing.T) {
 	}
 }
 
+// A completion interrupt is deferred to the tx worker's next round: if the
+// guest reaped the completions meanwhile and re-armed used_event past them
+// (Linux's start_xmit does), it is not sent; if not, it is.
+func TestTransmitInterruptDeferredAndDropped(t *testing.T) {
+	r := newRig(t, true, 0)
+	r.dev.mu.Lock()
+	st := r.dev.active
+	r.dev.mu.Unlock()
+	signalFD(st.stopFD) // the test plays the tx worker
+	st.wg.Wait()
+	send := func() {
+		_, err := r.txD.AddChain([][]byte{make([]byte, hdrLen), []byte("frame")}, nil)
+		require.NoError(t, err)
+	}
+	send()
+	require.Equal(t, txLinger, st.processTx())
+	require.Zero(t, r.txIRQ.n.Load(), "deferred, not sent at once")
+
+	_, ok, err := r.txD.PopUsed() // the guest's next start_xmit reaps it...
+	require.NoError(t, err)
+	require.True(t, ok)
+	idx, err := r.txD.UsedIdx()
+	require.NoError(t, err)
+	require.NoError(t, r.txD.SetUsedEvent(idx)) // ...re-arms for the next completion...
+	send()                                      // ...and sends another frame
+	require.Equal(t, txLinger, st.processTx())
+	require.Zero(t, r.txIRQ.n.Load(), "the guest reaped the first completion itself")
+
+	// Nobody reaps the second one: its interrupt goes out on the next round.
+	require.Zero(t, st.processTx())
+	require.Equal(t, int32(1), r.txIRQ.n.Load())
+}
+
 func TestResetStopsModelAndWorkers(t *testing.T) {
 	r := newRig(t, true, 0)
 	r.dev.Reset()

@@ -44,6 +44,36 @@ func (q *Queue) NeedsNotification(mem *guestmem.Memory) (bool, error) {
 	return flags&AvailFNoInterrupt == 0, nil
 }
 
+// UsedIdx returns the used idx last published to the driver.
+func (q *Queue) UsedIdx() uint16 { return q.usedIdx }
+
+// StillNeedsNotification re-evaluates, some time later, a notification
+// NeedsNotification reported due for the entries published since used idx
+// since, against the driver's current used_event (or flags). A driver that
+// meanwhile consumed them may have moved used_event past them (Linux's
+// virtio_net does while transmitting: virtqueue_enable_cb_delayed), and
+// then no interrupt is owed any more. A device that defers interrupts this
+// way coalesces them without delaying one the driver still waits for
+// beyond the deferral.
+func (q *Queue) StillNeedsNotification(mem *guestmem.Memory, since uint16) (bool, error) {
+	if err := q.usable(); err != nil {
+		return false, err
+	}
+	guestmem.Fence()
+	if q.eventIdx {
+		event, err := mem.LoadUint16(q.usedEventAddr())
+		if err != nil {
+			return false, q.fail(ErrRingAccess, "used_event: %v", err)
+		}
+		return NeedEvent(event, q.usedIdx, since), nil
+	}
+	flags, err := mem.LoadUint16(q.availFlagsAddr())
+	if err != nil {
+		return false, q.fail(ErrRingAccess, "avail flags: %v", err)
+	}
+	return flags&AvailFNoInterrupt == 0, nil
+}
+
 // NeedEvent is vring_need_event from the virtio spec (§2.7.7 and §2.7.10):
 // having moved an index from old to newIdx, the other side asked to be
 // notified when entry event is processed, so notify iff event lies in

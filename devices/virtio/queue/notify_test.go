@@ -217,3 +217,34 @@ func TestAvailEventIdx(t *testing.T) {
 	add()
 	require.True(t, kick(), "batch 2->4 covers avail_event 2")
 }
+
+// A deferred notification is re-evaluated against the driver's current
+// used_event: one the driver made unnecessary by consuming the entries and
+// re-arming further on is dropped; one it still waits for stays due.
+func TestStillNeedsNotification(t *testing.T) {
+	q, d := setup(t, queuetest.Config{Size: 8, EventIdx: true})
+	require.NoError(t, d.SetUsedEvent(0))
+	since := q.UsedIdx()
+	cycle(t, q, d, 2) // used idx 0 → 2 crosses used_event 0
+	require.True(t, needs(t, q, d))
+	due, err := q.StillNeedsNotification(d.Mem, since)
+	require.NoError(t, err)
+	require.True(t, due, "the driver still waits at used_event 0")
+
+	require.NoError(t, d.SetUsedEvent(q.UsedIdx())) // it reaped both and re-armed for the next one
+	due, err = q.StillNeedsNotification(d.Mem, since)
+	require.NoError(t, err)
+	require.False(t, due)
+
+	// Without EVENT_IDX the flag decides, whenever it is read.
+	q, d = setup(t, queuetest.Config{Size: 8})
+	since = q.UsedIdx()
+	cycle(t, q, d, 1)
+	due, err = q.StillNeedsNotification(d.Mem, since)
+	require.NoError(t, err)
+	require.True(t, due)
+	require.NoError(t, d.SetAvailFlags(queue.AvailFNoInterrupt))
+	due, err = q.StillNeedsNotification(d.Mem, since)
+	require.NoError(t, err)
+	require.False(t, due)
+}
