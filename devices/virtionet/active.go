@@ -79,7 +79,7 @@ type activeState struct {
 	// worker only): see resolveTxInterrupt.
 	txOwed      bool
 	txOwedSince uint16
-	txWake     int // eventfd: asynchronous TxDone happened
+	txWake      int // eventfd: asynchronous TxDone happened
 
 	// stopped is set, under both rxMu and txDoneMu, when the device is
 	// reset; completions the model reports after that are dropped.
