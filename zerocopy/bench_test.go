@@ -64,7 +64,7 @@ func BenchmarkRx(b *testing.B) {
 func benchRx(b *testing.B, gpas bool, size, batch int) {
 	mem := testRAM(b)
 	port := &loopPort{frame: frame(size, 1)}
-	m, err := NewModel(Config{MAC: guestMAC, Mem: mem, Port: port, MTU: 9000})
+	m, err := NewModel(Config{MAC: guestMAC, Mem: mem, Port: port, MTU: max(1500, size-14)})
 	require.NoError(b, err)
 	m.manual = true
 	s := &benchSink{}
