@@ -24,6 +24,7 @@ func (s *benchSink) RxFrame(u []nic.Used) {
 	}
 }
 func (s *benchSink) TxDone([]uint16) {}
+func (s *benchSink) RxStarved()      {}
 
 // loopPort hands out the same frame forever and discards what is sent,
 // without allocating.

@@ -3,6 +3,7 @@ package zerocopy
 import (
 	"encoding/binary"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +21,8 @@ type sink struct {
 	frames [][]nic.Used
 	txIDs  []uint16
 	rxCh   chan struct{}
+	// starved counts RxStarved calls.
+	starved atomic.Int32
 }
 
 func newSink() *sink { return &sink{rxCh: make(chan struct{}, 4096)} }
@@ -30,6 +33,8 @@ func (s *sink) RxFrame(u []nic.Used) {
 	s.mu.Unlock()
 	s.rxCh <- struct{}{}
 }
+
+func (s *sink) RxStarved() { s.starved.Add(1) }
 
 func (s *sink) TxDone(ids []uint16) {
 	s.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"runtime"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/stretchr/testify/require"
@@ -421,4 +422,32 @@ func TestHostileGuestMemoryFlat(t *testing.T) {
 	require.Greater(t, st.RxZeroCopyFrames, uint64(50000))
 	require.Less(t, int64(after)-int64(before), int64(64<<10), "heap grew from %d to %d bytes", before, after)
 	t.Logf("heap before %d B, after 50000 hostile rounds %d B; pinned peak %d B", before, after, st.PinnedBytesPeak)
+}
+
+// Linux shrinks its mergeable receive buffers to 1.5 KiB under small-packet
+// traffic; to the 82599's 1 KiB buffer granularity each is one descriptor,
+// and a 64 KiB GSO frame needs 65. A model holding 64 such buffers cannot
+// take a frame, and must say so (nic.Sink.RxStarved) before it waits:
+// virtio-net holds the driver's new buffers back from a model that holds
+// 64 or more, so without the call both would wait for each other.
+func TestRxStarvedWhenBuffersCannotTakeAFrame(t *testing.T) {
+	cfg := mrgCfg
+	cfg.GuestCsum, cfg.GuestTSO4 = true, true
+	r := newRig(t, cfg, false, nil)
+	require.Equal(t, uint32(65), r.m.need)
+	bufs := make([]nic.Buf, 64)
+	for i := range bufs {
+		bufs[i] = r.buf(uint16(i), lowRAM+uint64(i)*0x1000, 1536)
+	}
+	require.Equal(t, 64, r.m.PostRx(bufs))
+	r.port.Inject(nil, frame(100, 1))
+	deadline := time.Now().Add(5 * time.Second)
+	for r.sink.starved.Load() == 0 {
+		require.True(t, time.Now().Before(deadline), "the model waits without telling the sink it is starved")
+		time.Sleep(time.Millisecond)
+	}
+	require.Empty(t, r.sink.rx())
+	// The sink lends more: the frame arrives.
+	require.Equal(t, 1, r.m.PostRx([]nic.Buf{r.buf(64, lowRAM+64*0x1000, 1536)}))
+	r.sink.waitRx(t)
 }

@@ -31,12 +31,15 @@ func (m *Model) reader(stop, done chan struct{}) {
 func (m *Model) rxOnce(stop chan struct{}, wait bool) bool {
 	m.mu.Lock()
 	ln := m.pickLane()
-	wake := m.wake
+	wake, sink := m.wake, m.sink
 	m.mu.Unlock()
 	if ln == laneNone {
 		if !wait {
 			return true
 		}
+		// The sink may be holding buffers back while we held many: they
+		// may be too small to make up a frame (nic.Sink.RxStarved).
+		sink.RxStarved()
 		// No room for a whole frame: leave frames queued in the port (a tap
 		// drops, and counts, when its queue is full, as a NIC with an empty
 		// ring would) until the guest posts more buffers.
@@ -71,7 +74,7 @@ func (m *Model) rxOnce(stop chan struct{}, wait bool) bool {
 	} else {
 		used = m.completeBounce(n)
 	}
-	sink := m.sink
+	sink = m.sink
 	m.mu.Unlock()
 	if len(used) > 0 {
 		// Outside m.mu: the device's RxFrame takes its rx lock, which it also

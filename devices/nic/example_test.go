@@ -68,6 +68,7 @@ func (p *printSink) RxFrame(u []nic.Used) {
 	fmt.Printf("rx buffer %d: %q\n", u[0].ID, p.rx[12:u[0].Written])
 }
 func (p *printSink) TxDone(ids []uint16) { fmt.Println("tx done:", ids) }
+func (p *printSink) RxStarved()          {}
 
 func Example() {
 	var m nic.Model = &loopback{}

@@ -76,6 +76,14 @@ type Sink interface {
 	// and their guest memory is no longer referenced. ids is only valid
 	// during the call.
 	TxDone(ids []uint16)
+	// RxStarved reports that the model's receive buffers cannot take the
+	// largest frame it may receive (or that it holds none). A sink may
+	// hold new buffers back while the model has plenty (virtio-net does, to
+	// spare the driver's kicks); this tells it to lend them, and to be
+	// woken for more. A model calls it before it waits for buffers, and
+	// may call PostRx's lock-free side of it (like RxFrame, without the
+	// lock PostRx takes).
+	RxStarved()
 }
 
 // Model is a NIC backend.

@@ -63,6 +63,10 @@ type activeState struct {
 	// (rxLowWater, or half the ring if smaller); rxQuiet: kicks are off.
 	rxLent, rxLow int
 	rxQuiet       bool
+	// rxStarved: the model said it cannot take a frame with what it holds
+	// (Sink.RxStarved); until it completes one, kicks stay on whatever
+	// rxLent says (its buffers may be too small to count on).
+	rxStarved bool
 
 	txChain  queue.Chain
 	txFrames []nic.Buf
@@ -254,7 +258,7 @@ func (st *activeState) pullRx() {
 			break // the model is full: the rest stay in the avail ring
 		}
 		if empty {
-			if st.rxLent >= st.rxLow {
+			if st.rxLent >= st.rxLow && !st.rxStarved {
 				// Plenty: RxFrame pulls what the driver adds meanwhile, a
 				// kick per refill would be an exit for nothing.
 				_ = q.DisableNotification(st.mem)
@@ -329,6 +333,7 @@ func (st *activeState) RxFrame(bufs []nic.Used) {
 		bytes += uint64(u.Written)
 	}
 	st.rxLent = max(0, st.rxLent-len(bufs))
+	st.rxStarved = false
 	st.n.Stats.RxFrames.Add(1)
 	st.n.Stats.RxBytes.Add(bytes - hdrLen)
 	st.publish(q, st.rx.Interrupt, &st.rxIRQs)
@@ -340,6 +345,21 @@ func (st *activeState) RxFrame(bufs []nic.Used) {
 		// RxFrame without the lock their PostRx takes: nic.Sink.)
 		st.pullRx()
 	}
+}
+
+// RxStarved implements nic.Sink: the model cannot fit a frame into the
+// buffers it holds (64 Linux mergeable buffers of 1.5 KiB are 64 KiB of
+// NIC room to the 82599 model, one short of a 64 KiB GSO frame), so the
+// buffers the driver added while kicks were off are lent now, and kicks go
+// back on until the model completes a frame.
+func (st *activeState) RxStarved() {
+	st.rxMu.Lock()
+	defer st.rxMu.Unlock()
+	if st.stopped {
+		return
+	}
+	st.rxStarved = true
+	st.pullRx()
 }
 
 // TxDone implements nic.Sink. It may be called from inside Transmit (on

@@ -273,6 +273,7 @@ func (s *peerSink) RxFrame(bufs []nic.Used) {
 }
 
 func (s *peerSink) TxDone([]uint16) {}
+func (s *peerSink) RxStarved()      {}
 
 // Register access through the BAR.
 

@@ -340,6 +340,34 @@ func TestKicksBackOnWhenModelRunsLow(t *testing.T) {
 	waitFor(t, "the refill lent", func() bool { return r.model.posted() == 1 })
 }
 
+// A model that cannot fit a frame into what it holds (nic.Sink.RxStarved)
+// gets the buffers held back from it while kicks were off, and kicks stay
+// on until it completes a frame.
+func TestStarvedModelGetsHeldBackBuffers(t *testing.T) {
+	r := newRig(t, true, 0) // 64 entries: kicks off while the model holds ≥ 32
+	post := func(n int) bool {
+		for range n {
+			_, err := r.rxD.AddChain(nil, []uint32{2048})
+			require.NoError(t, err)
+		}
+		need, err := r.rxD.NeedsKick()
+		require.NoError(t, err)
+		return need
+	}
+	require.True(t, post(40))
+	kick(r.rxBell)
+	waitFor(t, "40 lent", func() bool { return r.model.posted() == 40 })
+	require.False(t, post(5), "the model holds plenty: no kick")
+	require.Equal(t, 40, r.model.posted())
+
+	r.model.sink.RxStarved()
+	require.Equal(t, 45, r.model.posted(), "the held-back buffers are lent at once")
+	require.True(t, post(1), "kicks are on while the model is starved")
+
+	r.model.deliver(make([]byte, hdrLen+60)) // it completed a frame: no longer starved
+	require.False(t, post(1), "plenty again: kicks off")
+}
+
 // Without MRG_RXBUF num_buffers must still be 1 (§5.1.6.4 with VERSION_1).
 func TestReceiveSingleBufferSetsNumBuffers(t *testing.T) {
 	r := newRig(t, false, 0)

@@ -285,6 +285,8 @@ func (t *Tap) reader() {
 		fds[0].Events = 0
 		if bufs != nil {
 			fds[0].Events = unix.POLLIN
+		} else {
+			t.sink.RxStarved()
 		}
 		if _, err := unix.Poll(fds, -1); err != nil {
 			if errors.Is(err, unix.EINTR) {
