@@ -64,9 +64,9 @@ type Capabilities struct {
 
 // Sink receives a model's completions. Calls may come from any goroutine
 // the model runs, but never concurrently from one model. A sink may call
-// the model's PostRx from inside RxFrame (to lend the buffers the driver
-// added meanwhile), so a model must not hold the lock PostRx takes while
-// it calls RxFrame.
+// the model's PostRx from inside RxFrame and RxStarved (to lend the
+// buffers the driver added meanwhile), so a model must not hold the lock
+// PostRx takes while it calls them.
 type Sink interface {
 	// RxFrame reports one received frame spread over len(bufs) buffers in
 	// the order they were posted; only the first carries the header. bufs
@@ -80,9 +80,8 @@ type Sink interface {
 	// largest frame it may receive (or that it holds none). A sink may
 	// hold new buffers back while the model has plenty (virtio-net does, to
 	// spare the driver's kicks); this tells it to lend them, and to be
-	// woken for more. A model calls it before it waits for buffers, and
-	// may call PostRx's lock-free side of it (like RxFrame, without the
-	// lock PostRx takes).
+	// woken for more. A model that waits for buffers calls it before each
+	// wait; one that drops the frame instead need not.
 	RxStarved()
 }
 
