@@ -79,7 +79,7 @@ func TestBenchmarkTable(t *testing.T) {
 	}
 	var sc []harness.Scenario
 	for _, r := range rows {
-		sc = append(sc, harness.Scenario{Name: r.name, HostScript: benchHost(r.proc, r.cmd), GuestFiles: files, Timeout: 4 * time.Minute, Network: true})
+		sc = append(sc, harness.Scenario{Name: r.name, HostScript: benchHost(r.proc, r.cmd), GuestFiles: files, Timeout: 4 * time.Minute, Network: true, GuestMustFinish: true})
 	}
 	res := env.Run(t, sc...)
 

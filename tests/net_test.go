@@ -162,7 +162,7 @@ qemu-system-x86_64 -enable-kvm -cpu host -m 512 -smp 1 -nographic -no-reboot -no
 		case $line in *"GOVMM-GUEST: end"*) (sleep 5; killall qemu-system-x86_64) & ;; esac
 	done
 true`),
-			GuestFiles: files, Timeout: 8 * time.Minute, Network: true})
+			GuestFiles: files, Timeout: 8 * time.Minute, Network: true, GuestMustFinish: true})
 	}
 	res := env.Run(t, sc...)
 	for _, r := range res {

@@ -76,13 +76,13 @@ func TestProfile(t *testing.T) {
 	for _, path := range []string{"zerocopy", "copy"} {
 		vmm := `"$GOVMM" run --cpuprofile "$WORK/cpu.pprof" --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M ` +
 			`--net tap=tap0,mac=` + guestMAC + `,path=` + path + ` --cmdline ` + cmdline
-		sc = append(sc, harness.Scenario{Name: "profile-" + path, HostScript: profileHost(vmm), GuestFiles: files, Timeout: 3 * time.Minute, Network: true})
+		sc = append(sc, harness.Scenario{Name: "profile-" + path, HostScript: profileHost(vmm), GuestFiles: files, Timeout: 3 * time.Minute, Network: true, GuestMustFinish: true})
 	}
 	if env.Mode == harness.Nested {
 		qemu := `cat "$INITRD" "$OVERLAY" >"$WORK/initrd"; qemu-system-x86_64 -enable-kvm -cpu host -m 512 -smp 1 -nographic -no-reboot -nodefaults -serial stdio ` +
 			`-kernel "$KERNEL" -initrd "$WORK/initrd" -append ` + cmdline + ` -netdev tap,id=n0,ifname=tap0,script=no,downscript=no,vhost=off ` +
 			`-device virtio-net-pci,netdev=n0,mac=` + guestMAC + `,romfile= </dev/null`
-		sc = append(sc, harness.Scenario{Name: "qemu-vhost-off", HostScript: profileHost(qemu), GuestFiles: files, Timeout: 3 * time.Minute, Network: true})
+		sc = append(sc, harness.Scenario{Name: "qemu-vhost-off", HostScript: profileHost(qemu), GuestFiles: files, Timeout: 3 * time.Minute, Network: true, GuestMustFinish: true})
 	}
 	var tb strings.Builder
 	fmt.Fprintf(&tb, "%-18s %-4s %9s   per MB moved: %s\n", "vmm", "dir", "Mbit/s", strings.Join(kvmStats, " "))

@@ -53,6 +53,12 @@ type Scenario struct {
 	HostScript string
 	GuestFiles map[string]string // path in guest -> content; scripts ("#!" or *.sh) get mode 0755
 	Timeout    time.Duration     // default 2 minutes
+	// GuestMustFinish: the guest's run script must reach its end marker
+	// (GuestRunEndMarker). For a VMM that says nothing when its guest dies:
+	// QEMU with -no-reboot exits 0 on a guest triple fault or reset, so
+	// nested, a guest that vanished mid-run is retried like one that
+	// triple-faulted under govmm.
+	GuestMustFinish bool
 	// Network marks a scenario that creates interfaces and sends traffic.
 	// Nested, the test host is already isolated (it has no NIC); natively
 	// the script runs inside a fresh network namespace, so nothing it does
@@ -341,7 +347,8 @@ func (e *Env) Run(t T, scenarios ...Scenario) []Result {
 		var again []Scenario
 		var at []int
 		for i, r := range results {
-			if strings.Contains(r.Output, GuestCrashMarker) || r.TimedOut {
+			vanished := scenarios[i].GuestMustFinish && !strings.Contains(r.Output, GuestRunEndMarker)
+			if strings.Contains(r.Output, GuestCrashMarker) || r.TimedOut || vanished {
 				t.Logf("harness: WARNING: scenario %s: the guest triple-faulted or hung (timed out) in the nested test host; retry %d of %d",
 					r.Name, attempt, nestedRetries)
 				again, at = append(again, scenarios[i]), append(at, i)
@@ -367,6 +374,10 @@ const nestedRetries = 2
 
 // GuestCrashMarker is what govmm prints when the guest triple-faults.
 const GuestCrashMarker = "triple fault (KVM_EXIT_SHUTDOWN)"
+
+// GuestRunEndMarker is what the guest init prints when its run script
+// (govmm.run=) has finished.
+const GuestRunEndMarker = "GOVMM-GUEST: run end"
 
 func (e *Env) run(t T, scenarios []Scenario) []Result {
 	if e.Mode == Nested {
