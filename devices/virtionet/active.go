@@ -22,8 +22,9 @@ const batch = 64
 // device to leave the driver's refill kicks off. Above it, completed frames
 // pull the driver's new buffers from the avail ring (as QEMU's virtio-net
 // reads the ring only when it needs a buffer); below it, kicks are on, so
-// a model running dry is always woken. 64 buffers hold a 64 KiB GSO frame
-// in any Linux mergeable buffer size.
+// a model running dry is always woken. 64 Linux mergeable buffers (1.5 KiB
+// at least) hold a 64 KiB GSO frame; a model that counts its room
+// differently says when they do not (nic.Sink.RxStarved).
 const rxLowWater = 64
 
 // txLinger is how long the tx worker, having drained the ring, keeps the
@@ -497,11 +498,7 @@ func (st *activeState) publishTx() {
 	// Published at once (the guest reaps them on its next transmit), the
 	// interrupt deferred to the next round (resolveTxInterrupt).
 	since := q.UsedIdx()
-	if err := q.PublishUsed(st.mem); err != nil {
-		st.n.log.Warn("virtio-net: publish used", "err", err)
-		return
-	}
-	if need, err := q.NeedsNotification(st.mem); err == nil && need && !st.txOwed {
+	if st.publishUsed(q) && !st.txOwed {
 		st.txOwed, st.txOwedSince = true, since
 	}
 }
@@ -509,14 +506,21 @@ func (st *activeState) publishTx() {
 // publish makes put used entries visible and interrupts the driver if it
 // asked to be (EVENT_IDX).
 func (st *activeState) publish(q *queue.Queue, irq pcitransport.Interrupt, sent *atomic.Uint64) {
-	if err := q.PublishUsed(st.mem); err != nil {
-		st.n.log.Warn("virtio-net: publish used", "err", err)
-		return
-	}
-	if need, err := q.NeedsNotification(st.mem); err == nil && need {
+	if st.publishUsed(q) {
 		_ = irq.Trigger()
 		sent.Add(1)
 	}
+}
+
+// publishUsed makes put used entries visible and reports whether the
+// driver asked to be interrupted for them.
+func (st *activeState) publishUsed(q *queue.Queue) bool {
+	if err := q.PublishUsed(st.mem); err != nil {
+		st.n.log.Warn("virtio-net: publish used", "err", err)
+		return false
+	}
+	need, err := q.NeedsNotification(st.mem)
+	return err == nil && need
 }
 
 // debugState describes the activation for a state dump.

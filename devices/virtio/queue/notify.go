@@ -23,6 +23,15 @@ func (q *Queue) NeedsNotification(mem *guestmem.Memory) (bool, error) {
 	if added == 0 {
 		return false, nil
 	}
+	// A batch of 2^16 or more spans every possible event index.
+	return q.notifyDue(mem, q.usedIdx-uint16(added), added >= 1<<16)
+}
+
+// notifyDue applies the driver's suppression to the used entries from idx
+// old up to the published used idx: with EVENT_IDX, used_event in [old,
+// new) (or all set: the entries span every event index); without it, the
+// NO_INTERRUPT flag.
+func (q *Queue) notifyDue(mem *guestmem.Memory, old uint16, all bool) (bool, error) {
 	// mb(): the used idx store must be globally visible before reading
 	// used_event/flags, or we can miss the driver re-enabling interrupts
 	// (§2.7.7, pairs with the driver's mb() after writing used_event).
@@ -32,10 +41,7 @@ func (q *Queue) NeedsNotification(mem *guestmem.Memory) (bool, error) {
 		if err != nil {
 			return false, q.fail(ErrRingAccess, "used_event: %v", err)
 		}
-		if added >= 1<<16 { // the batch spans every possible event index
-			return true, nil
-		}
-		return NeedEvent(event, q.usedIdx, q.usedIdx-uint16(added)), nil
+		return all || NeedEvent(event, q.usedIdx, old), nil
 	}
 	flags, err := mem.LoadUint16(q.availFlagsAddr())
 	if err != nil {
@@ -59,19 +65,7 @@ func (q *Queue) StillNeedsNotification(mem *guestmem.Memory, since uint16) (bool
 	if err := q.usable(); err != nil {
 		return false, err
 	}
-	guestmem.Fence()
-	if q.eventIdx {
-		event, err := mem.LoadUint16(q.usedEventAddr())
-		if err != nil {
-			return false, q.fail(ErrRingAccess, "used_event: %v", err)
-		}
-		return NeedEvent(event, q.usedIdx, since), nil
-	}
-	flags, err := mem.LoadUint16(q.availFlagsAddr())
-	if err != nil {
-		return false, q.fail(ErrRingAccess, "avail flags: %v", err)
-	}
-	return flags&AvailFNoInterrupt == 0, nil
+	return q.notifyDue(mem, since, false)
 }
 
 // NeedEvent is vring_need_event from the virtio spec (§2.7.7 and §2.7.10):
