@@ -74,7 +74,6 @@ func (m *Model) rxOnce(stop chan struct{}, wait bool) bool {
 	} else {
 		used = m.completeBounce(n)
 	}
-	sink = m.sink
 	m.mu.Unlock()
 	if len(used) > 0 {
 		// Outside m.mu: the device's RxFrame takes its rx lock, which it also
