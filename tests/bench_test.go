@@ -49,6 +49,20 @@ echo "RESULT: overhead-max-kb $(sort -n "$WORK/over" | tail -1)"
 `
 }
 
+// qemuCmd boots the guest under QEMU with the same kernel, initramfs and
+// memory as govmm, its NIC on tap0: netdev adds -netdev options (",vhost=on"),
+// dev is the -device model.
+func qemuCmd(cmdline, netdev, dev string) string {
+	return `cat "$INITRD" "$OVERLAY" >"$WORK/initrd"; qemu-system-x86_64 -enable-kvm -cpu host -m 512 -smp 1 -nographic -no-reboot -nodefaults -serial stdio ` +
+		`-kernel "$KERNEL" -initrd "$WORK/initrd" -append ` + cmdline + ` -netdev tap,id=n0,ifname=tap0,script=no,downscript=no` + netdev +
+		` -device ` + dev + `,netdev=n0,mac=` + guestMAC + `,romfile=`
+}
+
+func num(s string) float64 {
+	f, _ := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	return f
+}
+
 // TestBenchmarkTable is `make bench`: in ONE test-host boot (or natively),
 // the same guest under govmm zero-copy, govmm path=copy, and QEMU
 // virtio-net vhost=off / vhost=on / e1000e. It prints a table with ratios
@@ -61,11 +75,7 @@ func TestBenchmarkTable(t *testing.T) {
 	files := map[string]string{"/bench.sh": benchGuest}
 	cmdline := `"console=ttyS0 panic=-1 quiet govmm.ip=` + guestIP + `/24 govmm.run=/bench.sh"`
 	govmm := `"$GOVMM" run --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M --net tap=tap0,mac=` + guestMAC
-	qemu := func(netdev, dev string) string {
-		return `cat "$INITRD" "$OVERLAY" >"$WORK/initrd"; qemu-system-x86_64 -enable-kvm -cpu host -m 512 -smp 1 -nographic -no-reboot -nodefaults -serial stdio ` +
-			`-kernel "$KERNEL" -initrd "$WORK/initrd" -append ` + cmdline + ` -netdev tap,id=n0,ifname=tap0,script=no,downscript=no` + netdev +
-			` -device ` + dev + `,netdev=n0,mac=` + guestMAC + `,romfile=`
-	}
+	qemu := func(netdev, dev string) string { return qemuCmd(cmdline, netdev, dev) }
 	type row struct{ name, proc, cmd string }
 	rows := []row{
 		{"govmm-zerocopy", "govmm", govmm + ` --cmdline ` + cmdline},
@@ -96,7 +106,6 @@ func TestBenchmarkTable(t *testing.T) {
 		OverKB    float64 `json:"vmm_overhead_max_kb"`
 		Completed bool    `json:"completed"`
 	}
-	num := func(s string) float64 { f, _ := strconv.ParseFloat(strings.TrimSpace(s), 64); return f }
 	median := func(v map[string]string, k string) float64 {
 		xs := []float64{num(v[k+"1"]), num(v[k+"2"]), num(v[k+"3"])}
 		sort.Float64s(xs)

@@ -349,7 +349,7 @@ func (e *Env) Run(t T, scenarios ...Scenario) []Result {
 		for i, r := range results {
 			vanished := scenarios[i].GuestMustFinish && !strings.Contains(r.Output, GuestRunEndMarker)
 			if strings.Contains(r.Output, GuestCrashMarker) || r.TimedOut || vanished {
-				t.Logf("harness: WARNING: scenario %s: the guest triple-faulted or hung (timed out) in the nested test host; retry %d of %d",
+				t.Logf("harness: WARNING: scenario %s: the guest triple-faulted, hung (timed out) or vanished in the nested test host; retry %d of %d",
 					r.Name, attempt, nestedRetries)
 				again, at = append(again, scenarios[i]), append(at, i)
 			}
