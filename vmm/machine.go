@@ -30,7 +30,10 @@ type Config struct {
 	CPUs     int       // vCPUs
 	Console  io.Writer // guest serial output (COM1)
 	Nets     []NetConfig
-	Logger   *slog.Logger
+	// Placement pins vCPU threads to host CPUs and the rest off them
+	// (--cpu-pin; zero value: no pinning).
+	Placement Placement
+	Logger    *slog.Logger
 }
 
 // Machine is a created VM ready to Run.

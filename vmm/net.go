@@ -26,6 +26,9 @@ type NetConfig struct {
 	Mergeable bool             // offer VIRTIO_NET_F_MRG_RXBUF
 	Path      string           // "zerocopy" (the 82599 path, default) or "copy" (the tap model)
 	PinLimit  uint64           // zero-copy: bytes of guest rx buffers registered with the NIC (0: default)
+	// Moderation: virtio-net transmit polling and receive interrupt
+	// coalescing (virtionet.DefaultModeration unless set by the CLI).
+	Moderation virtionet.Moderation
 	// Model "ixgbe" puts the emulated Intel 82599 itself on the guest's
 	// PCI bus (the guest's ixgbe driver drives it) instead of virtio-net.
 	Model string
@@ -120,6 +123,7 @@ func (m *Machine) addVirtioNet(c NetConfig) error {
 	}
 	dev, err := virtionet.New(virtionet.Config{
 		MAC: c.MAC, MTU: c.MTU, Mergeable: c.Mergeable, Model: model,
+		Moderation: c.Moderation, WorkerThread: m.cfg.Placement.DeviceThread(),
 		Logger: m.log, OnActivate: c.OnActivate,
 	})
 	if err != nil {

@@ -14,6 +14,9 @@ import (
 // guest powers off, resets, or fails. It returns the outcome; the error is
 // non-nil only for Failure.
 func (m *Machine) Run() (Outcome, error) {
+	if err := m.cfg.Placement.applyDevices(); err != nil {
+		m.log.Warn("device threads not moved off the vCPUs' CPUs", "err", err)
+	}
 	var wg sync.WaitGroup
 	for _, c := range m.vcpus {
 		wg.Add(1)
@@ -69,6 +72,9 @@ func (m *Machine) vcpuLoop(c *kvm.VCPU) {
 	// KVM requires every ioctl on a vCPU to come from the thread that runs it.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	if err := m.cfg.Placement.pinVCPU(c.ID); err != nil {
+		m.log.Warn("vCPU not pinned", "err", err)
+	}
 	m.mu.Lock()
 	m.threads[c.ID] = unix.Gettid()
 	m.mu.Unlock()

@@ -297,7 +297,7 @@ func (z *zcFuzz) step() {
 	}
 	before := z.m.Stats()
 	z.sink.frames = nil
-	z.m.rxOnce(z.m.stop, false)
+	z.m.rxBatch(z.m.stop, false, 1)
 	after := z.m.Stats()
 	frames := z.sink.frames
 

@@ -17,21 +17,27 @@ var guestMAC = [6]byte{0x52, 0x54, 0x00, 0x12, 0x34, 0x56}
 
 // sink records completions like virtio-net would.
 type sink struct {
-	mu     sync.Mutex
-	frames [][]nic.Used
-	txIDs  []uint16
-	rxCh   chan struct{}
+	mu      sync.Mutex
+	frames  [][]nic.Used
+	batches int // RxFrames calls
+	txIDs   []uint16
+	rxCh    chan struct{}
 	// starved counts RxStarved calls.
 	starved atomic.Int32
 }
 
 func newSink() *sink { return &sink{rxCh: make(chan struct{}, 4096)} }
 
-func (s *sink) RxFrame(u []nic.Used) {
+func (s *sink) RxFrames(b *nic.RxBatch) {
 	s.mu.Lock()
-	s.frames = append(s.frames, append([]nic.Used(nil), u...))
+	s.batches++
+	for i := range b.Len() {
+		s.frames = append(s.frames, append([]nic.Used(nil), b.Frame(i)...))
+	}
 	s.mu.Unlock()
-	s.rxCh <- struct{}{}
+	for range b.Len() {
+		s.rxCh <- struct{}{}
+	}
 }
 
 func (s *sink) RxStarved() { s.starved.Add(1) }
@@ -87,7 +93,7 @@ func newRig(t testing.TB, ncfg nic.Config, manual bool, tweak func(*Config)) *ri
 }
 
 // step runs the receive path once without blocking.
-func (r *rig) step() { r.m.rxOnce(r.m.stop, false) }
+func (r *rig) step() { r.m.rxBatch(r.m.stop, false, 1) }
 
 // buf lends the contiguous segments of lens bytes starting at gpa.
 func (r *rig) buf(id uint16, gpa uint64, lens ...int) nic.Buf {

@@ -64,6 +64,7 @@ type Model struct {
 	bounceBuf []byte
 	used      []nic.Used
 	lens      []int
+	batch     nic.RxBatch // frames read, not yet reported
 
 	txMu      sync.Mutex
 	txTail    uint32

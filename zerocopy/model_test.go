@@ -19,9 +19,12 @@ type spyPort struct {
 	first []byte
 }
 
-func (p *spyPort) ReadFrame(hdr []byte, bufs [][]byte) (int, error) {
-	p.first = bufs[0]
-	return p.MemPort.ReadFrame(hdr, bufs)
+func (p *spyPort) ReadFrame(hdr []byte, bufs [][]byte, wait bool) (int, error) {
+	n, err := p.MemPort.ReadFrame(hdr, bufs, wait)
+	if err == nil {
+		p.first = bufs[0]
+	}
+	return n, err
 }
 
 func sameMem(a, b []byte) bool { return unsafe.SliceData(a) == unsafe.SliceData(b) }
@@ -397,7 +400,7 @@ func TestHostileGuestMemoryFlat(t *testing.T) {
 	round := func() {
 		n := m.PostRx(pending)
 		pending = pending[n:]
-		m.rxOnce(m.stop, false)
+		m.rxBatch(m.stop, false, 1)
 		for _, id := range s.ids {
 			pending = append(pending, all[id])
 		}
@@ -450,4 +453,43 @@ func TestRxStarvedWhenBuffersCannotTakeAFrame(t *testing.T) {
 	// The sink lends more: the frame arrives.
 	require.Equal(t, 1, r.m.PostRx([]nic.Buf{r.buf(64, lowRAM+64*0x1000, 1536)}))
 	r.sink.waitRx(t)
+}
+
+// The reader drains what the port holds, up to its budget, and reports
+// it in one RxFrames call: one used-ring publish and interrupt decision
+// for the whole batch, each frame still in its own buffers.
+func TestRxBatchReportsQueuedFramesTogether(t *testing.T) {
+	r := newRig(t, mrgCfg, true, nil)
+	var bufs []nic.Buf
+	for i := range 8 {
+		bufs = append(bufs, r.buf(uint16(i), lowRAM+uint64(i)*0x1000, 4096))
+	}
+	require.Equal(t, 8, r.m.PostRx(bufs))
+	for i := range 5 {
+		r.port.Inject(nil, frame(200+i, byte(i)))
+	}
+	require.True(t, r.m.rxBatch(r.m.stop, false, 64))
+	require.Equal(t, 1, r.sink.batches, "one report for the frames queued")
+	got := r.sink.rx()
+	require.Len(t, got, 5)
+	for i, f := range got {
+		require.Equal(t, []nic.Used{{ID: uint16(i), Written: uint32(12 + 200 + i)}}, f)
+		require.Equal(t, frame(200+i, byte(i)), r.at(lowRAM+uint64(i)*0x1000+12, 200+i))
+	}
+	require.Zero(t, r.port.Pending())
+
+	// The budget bounds a batch; the rest waits for the next one.
+	for i := range 3 {
+		r.port.Inject(nil, frame(100, byte(i)))
+	}
+	require.True(t, r.m.rxBatch(r.m.stop, false, 2))
+	require.Equal(t, 2, r.sink.batches)
+	require.Len(t, r.sink.rx(), 7)
+	require.Equal(t, 1, r.port.Pending())
+	// Out of buffers mid-batch: what was read is reported, the rest stays
+	// queued in the port.
+	r.port.Inject(nil, frame(100, 9))
+	require.True(t, r.m.rxBatch(r.m.stop, false, 64))
+	require.Len(t, r.sink.rx(), 8, "every buffer used once")
+	require.Equal(t, 1, r.port.Pending())
 }

@@ -11,12 +11,14 @@ import (
 // transmitted ones go. Each frame carries a virtio_net_hdr in front (a tap
 // with IFF_VNET_HDR).
 type Port interface {
-	// ReadFrame blocks until a frame arrives, then scatters its
-	// virtio_net_hdr into hdr and the Ethernet frame across bufs (one
-	// readv on a tap) and returns the frame length. A frame longer than
-	// bufs is truncated and reported with its full length. It returns
-	// ErrInterrupted after Interrupt, ErrClosed once the port is closed.
-	ReadFrame(hdr []byte, bufs [][]byte) (int, error)
+	// ReadFrame scatters the next frame's virtio_net_hdr into hdr and the
+	// Ethernet frame across bufs (one readv on a tap) and returns the
+	// frame length. A frame longer than bufs is truncated and reported
+	// with its full length. With wait it blocks until a frame arrives;
+	// without, it returns ErrWouldBlock when none is queued (the model
+	// reads a batch that way). It returns ErrInterrupted after Interrupt,
+	// ErrClosed once the port is closed.
+	ReadFrame(hdr []byte, bufs [][]byte, wait bool) (int, error)
 	// Writev sends one frame given as segments, virtio_net_hdr first.
 	Writev(segs [][]byte) error
 	// Interrupt makes one pending or the next ReadFrame return ErrInterrupted.
@@ -38,6 +40,7 @@ type OffloadSetter interface {
 // Port errors.
 var (
 	ErrInterrupted = errors.New("zerocopy: port read interrupted")
+	ErrWouldBlock  = errors.New("zerocopy: no frame queued")
 	ErrClosed      = errors.New("zerocopy: port closed")
 )
 
@@ -89,9 +92,12 @@ func (p *MemPort) Pending() int {
 
 // ReadFrame implements Port. The copy stands for the kernel's copy into
 // the readv iovec (the one write of the payload).
-func (p *MemPort) ReadFrame(hdr []byte, bufs [][]byte) (int, error) {
+func (p *MemPort) ReadFrame(hdr []byte, bufs [][]byte, wait bool) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if !wait && len(p.rx) == 0 && !p.intr && !p.closed {
+		return 0, ErrWouldBlock
+	}
 	for len(p.rx) == 0 && !p.intr && !p.closed {
 		p.cond.Wait()
 	}

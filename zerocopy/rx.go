@@ -22,50 +22,100 @@ const (
 
 func (m *Model) reader(stop, done chan struct{}) {
 	defer close(done)
-	for m.rxOnce(stop, true) {
+	for m.rxBatch(stop, true, nic.RxBudget) {
 	}
 }
 
-// rxOnce moves at most one frame. It returns false when the reader must
-// exit. With wait unset it does not block for buffers (benchmarks).
-func (m *Model) rxOnce(stop chan struct{}, wait bool) bool {
+// rxStep is what one rxOnce did.
+type rxStep uint8
+
+const (
+	rxMoved  rxStep = iota // a frame went to the guest buffers (or was dropped as a NIC would)
+	rxDry                  // the port holds no frame (only without waiting)
+	rxNoRoom               // no buffers for a whole frame (only without waiting)
+	rxExit                 // the reader must exit
+)
+
+// rxBatch moves up to budget frames and reports them to the sink in one
+// RxFrames call: one used-ring publish and interrupt decision for all of
+// them. Only the first read may wait (with wait set); the rest take what
+// the port already holds, so a batch never waits for frames it does not
+// have, nor for buffers (completing the frames it has is what makes the
+// guest post more). It returns false when the reader must exit. With wait
+// unset (benchmarks, tests) it never blocks.
+func (m *Model) rxBatch(stop chan struct{}, wait bool, budget int) bool {
+	m.batch.Reset()
+	defer m.flushRx()
+	for i := 0; i < budget; i++ {
+		switch m.rxOnce(stop, wait && i == 0) {
+		case rxExit:
+			return false
+		case rxDry, rxNoRoom:
+			// Reported now; the next batch waits for a frame or for room.
+			return true
+		}
+	}
+	return true
+}
+
+// flushRx reports the frames collected so far. Outside m.mu: the device's
+// RxFrames takes its rx lock, which it also holds while calling PostRx.
+func (m *Model) flushRx() {
+	if m.batch.Len() > 0 {
+		m.sink.RxFrames(&m.batch)
+		m.batch.Reset()
+	}
+}
+
+// waitRoom waits until the guest posts buffers; false when stopped.
+func (m *Model) waitRoom(stop chan struct{}) bool {
+	// The sink may be holding buffers back while we held many: they may
+	// be too small to make up a frame (nic.Sink.RxStarved).
+	m.sink.RxStarved()
+	// No room for a whole frame: leave frames queued in the port (a tap
+	// drops, and counts, when its queue is full, as a NIC with an empty
+	// ring would) until the guest posts more buffers.
+	select {
+	case <-m.wake:
+		return true
+	case <-stop:
+		return false
+	}
+}
+
+// rxOnce moves at most one frame into the batch. With wait it blocks for
+// a frame, and for buffers when there is no room (then reporting the
+// batch first).
+func (m *Model) rxOnce(stop chan struct{}, wait bool) rxStep {
 	m.mu.Lock()
 	ln := m.pickLane()
-	wake, sink := m.wake, m.sink
 	m.mu.Unlock()
 	if ln == laneNone {
 		if !wait {
-			return true
+			return rxNoRoom
 		}
-		// The sink may be holding buffers back while we held many: they
-		// may be too small to make up a frame (nic.Sink.RxStarved).
-		sink.RxStarved()
-		// No room for a whole frame: leave frames queued in the port (a tap
-		// drops, and counts, when its queue is full, as a NIC with an empty
-		// ring would) until the guest posts more buffers.
-		select {
-		case <-wake:
-			return true
-		case <-stop:
-			return false
+		m.flushRx()
+		if !m.waitRoom(stop) {
+			return rxExit
 		}
+		return rxDry
 	}
-	n, err := m.cfg.Port.ReadFrame(m.hdr, m.iov)
+	n, err := m.cfg.Port.ReadFrame(m.hdr, m.iov, wait)
 	if err != nil {
 		if ln == laneZC {
 			m.dev.RxAbort(0) // the descriptors stay posted
 		}
 		select {
 		case <-stop:
-			return false
+			return rxExit
 		default:
 		}
-		if errors.Is(err, ErrInterrupted) {
-			return true
+		if errors.Is(err, ErrWouldBlock) || errors.Is(err, ErrInterrupted) {
+			return rxDry
 		}
 		m.cnt.rxPortErr.Add(1)
 		m.log.Error("zerocopy: port read failed, receive stopped", "err", err)
-		return false
+		return rxExit
 	}
 	var used []nic.Used
 	m.mu.Lock()
@@ -75,12 +125,8 @@ func (m *Model) rxOnce(stop chan struct{}, wait bool) bool {
 		used = m.completeBounce(n)
 	}
 	m.mu.Unlock()
-	if len(used) > 0 {
-		// Outside m.mu: the device's RxFrame takes its rx lock, which it also
-		// holds while calling PostRx.
-		sink.RxFrame(used)
-	}
-	return true
+	m.batch.Add(used...)
+	return rxMoved
 }
 
 // pickLane chooses the zero-copy ring when its buffers can take a

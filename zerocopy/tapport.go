@@ -68,7 +68,7 @@ func (p *TapPort) SetOffload(cfg nic.Config) error {
 }
 
 // ReadFrame implements Port. Only the model's reader goroutine calls it.
-func (p *TapPort) ReadFrame(hdr []byte, bufs [][]byte) (int, error) {
+func (p *TapPort) ReadFrame(hdr []byte, bufs [][]byte, wait bool) (int, error) {
 	p.iov = append(append(p.iov[:0], hdr), bufs...)
 	for {
 		n, err := unix.Readv(p.fd, p.iov)
@@ -79,6 +79,8 @@ func (p *TapPort) ReadFrame(hdr []byte, bufs [][]byte) (int, error) {
 			return n - len(hdr), nil
 		case !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR):
 			return 0, fmt.Errorf("zerocopy: tap read: %w", err)
+		case !wait && errors.Is(err, unix.EAGAIN):
+			return 0, ErrWouldBlock
 		}
 		p.fds[0].Revents, p.fds[1].Revents = 0, 0
 		if _, err := unix.Poll(p.fds[:], -1); err != nil && !errors.Is(err, unix.EINTR) {

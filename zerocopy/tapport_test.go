@@ -23,7 +23,7 @@ func TestTapPortInterrupt(t *testing.T) {
 	defer p.Close()
 	require.NoError(t, p.SetHdrLen(12))
 	p.Interrupt()
-	_, err = p.ReadFrame(make([]byte, 12), [][]byte{make([]byte, 2048)})
+	_, err = p.ReadFrame(make([]byte, 12), [][]byte{make([]byte, 2048)}, true)
 	require.ErrorIs(t, err, ErrInterrupted)
 }
 
@@ -112,7 +112,7 @@ func TestTapPortDeletedUnderUs(t *testing.T) {
 		testnet.DeleteLink(t, "zcdel0")
 		done := make(chan error, 1)
 		go func() {
-			_, err := p.ReadFrame(make([]byte, 12), [][]byte{make([]byte, 2048)})
+			_, err := p.ReadFrame(make([]byte, 12), [][]byte{make([]byte, 2048)}, true)
 			done <- err
 		}()
 		select {

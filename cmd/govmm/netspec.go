@@ -5,13 +5,16 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/govmm/govmm/devices/virtionet"
 	"github.com/govmm/govmm/vmm"
 )
 
-// parseNetSpec parses tap=NAME[,mac=MAC][,mtu=N][,mrg-rxbuf=on|off][,path=zerocopy|copy][,pin-limit=SIZE].
+// parseNetSpec parses tap=NAME[,mac=MAC][,mtu=N][,mrg-rxbuf=on|off][,path=zerocopy|copy][,pin-limit=SIZE]
+// [,tx-poll=DURATION][,rx-coalesce=DURATION].
 func parseNetSpec(spec string) (vmm.NetConfig, error) {
-	c := vmm.NetConfig{Mergeable: true, Path: "zerocopy"}
+	c := vmm.NetConfig{Mergeable: true, Path: "zerocopy", Moderation: virtionet.DefaultModeration}
 	for _, kv := range strings.Split(spec, ",") {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || v == "" {
@@ -53,6 +56,16 @@ func parseNetSpec(spec string) (vmm.NetConfig, error) {
 				return c, fmt.Errorf("--net %q: pin-limit %q must be a size of at least 64K", spec, v)
 			}
 			c.PinLimit = n
+		case "tx-poll", "rx-coalesce":
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 || d > virtionet.MaxModeration {
+				return c, fmt.Errorf("--net %q: %s %q must be a duration from 0 to %v (e.g. 500us)", spec, k, v, virtionet.MaxModeration)
+			}
+			if k == "tx-poll" {
+				c.Moderation.TxPoll = d
+			} else {
+				c.Moderation.RxCoalesce = d
+			}
 		case "model":
 			if v != "virtio" && v != "ixgbe" {
 				return c, fmt.Errorf("--net %q: model must be virtio or ixgbe", spec)

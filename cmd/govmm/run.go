@@ -21,16 +21,18 @@ import (
 
 // RunCmd is `govmm run`.
 type RunCmd struct {
-	Kernel   string   `help:"Linux bzImage to boot." required:"" type:"path" placeholder:"PATH"`
-	Initrd   []string `sep:"none" help:"Initramfs (cpio, optionally compressed). Repeat to append archives; the kernel unpacks them in order." type:"path" placeholder:"PATH"`
-	Cmdline  string   `help:"Kernel command line." default:"console=ttyS0 panic=-1" placeholder:"STR"`
-	Mem      string   `help:"Guest RAM: a number with an optional K, M or G suffix (default unit MiB)." default:"512M" placeholder:"SIZE"`
-	CPUs     int      `help:"Number of vCPUs (1-32)." default:"1" name:"cpus" placeholder:"N"`
-	Net      []string `sep:"none" help:"Network interface: tap=NAME[,mac=MAC][,mtu=N][,mrg-rxbuf=on|off][,path=zerocopy|copy][,pin-limit=SIZE][,model=virtio|ixgbe]. Repeatable. The tap is created if missing (and removed at exit). path=zerocopy (default): guest rx buffers are registered with an emulated Intel 82599 that writes frames straight into them; pin-limit caps the guest memory registered with it (default 1M). path=copy: the plain tap model. model=ixgbe: the guest sees the emulated 82599 itself (its ixgbe driver binds) instead of virtio-net." placeholder:"SPEC"`
-	Stats    string   `help:"Write per-NIC statistics as JSON to FILE every second and at exit (rx/tx frames, zero-copy vs copied, pinned bytes)." placeholder:"FILE"`
-	KVM      string   `help:"KVM device." default:"/dev/kvm" name:"kvm" placeholder:"PATH"`
-	NoReboot bool     `help:"Exit when the guest resets instead of booting it again." name:"no-reboot"`
-	Profile  string   `help:"Write a CPU profile of govmm itself (Go pprof format, all boots) to FILE at exit: see where the VMM spends its time under load." name:"cpuprofile" type:"path" placeholder:"FILE"`
+	Kernel      string   `help:"Linux bzImage to boot." required:"" type:"path" placeholder:"PATH"`
+	Initrd      []string `sep:"none" help:"Initramfs (cpio, optionally compressed). Repeat to append archives; the kernel unpacks them in order." type:"path" placeholder:"PATH"`
+	Cmdline     string   `help:"Kernel command line." default:"console=ttyS0 panic=-1" placeholder:"STR"`
+	Mem         string   `help:"Guest RAM: a number with an optional K, M or G suffix (default unit MiB)." default:"512M" placeholder:"SIZE"`
+	CPUs        int      `help:"Number of vCPUs (1-32)." default:"1" name:"cpus" placeholder:"N"`
+	Net         []string `sep:"none" help:"Network interface: tap=NAME[,mac=MAC][,mtu=N][,mrg-rxbuf=on|off][,path=zerocopy|copy][,pin-limit=SIZE][,tx-poll=DURATION][,rx-coalesce=DURATION][,model=virtio|ixgbe]. Repeatable. The tap is created if missing (and removed at exit). path=zerocopy (default): guest rx buffers are registered with an emulated Intel 82599 that writes frames straight into them; pin-limit caps the guest memory registered with it (default 1M). path=copy: the plain tap model. tx-poll (default 2ms, 0 off): how long virtio-net keeps polling the transmit ring with the guest's kicks off after its last frame. rx-coalesce (default 0, off): the least time between two receive interrupts under load. model=ixgbe: the guest sees the emulated 82599 itself (its ixgbe driver binds) instead of virtio-net." placeholder:"SPEC"`
+	Stats       string   `help:"Write per-NIC statistics as JSON to FILE every second and at exit (rx/tx frames, zero-copy vs copied, pinned bytes)." placeholder:"FILE"`
+	KVM         string   `help:"KVM device." default:"/dev/kvm" name:"kvm" placeholder:"PATH"`
+	NoReboot    bool     `help:"Exit when the guest resets instead of booting it again." name:"no-reboot"`
+	CPUPin      string   `help:"Pin vCPU threads to host CPUs and keep govmm's other threads off them: off, auto (the last CPUs, one per vCPU, if one is left for the devices), or a list (one CPU per vCPU, e.g. 3,5)." default:"off" name:"cpu-pin" placeholder:"off|auto|LIST"`
+	CPUPinScope string   `help:"With --cpu-pin, which other threads are kept off the vCPUs' CPUs: pollers (the virtio-net queue workers, whose poll timers would interrupt a vCPU), all (every other thread), vcpus (none)." default:"pollers" name:"cpu-pin-scope" placeholder:"pollers|all|vcpus"`
+	Profile     string   `help:"Write a CPU profile of govmm itself (Go pprof format, all boots) to FILE at exit: see where the VMM spends its time under load." name:"cpuprofile" type:"path" placeholder:"FILE"`
 }
 
 // Run boots the guest and returns when it powers off (nil), or fails
@@ -171,6 +173,13 @@ func (r *RunCmd) config() (vmm.Config, error) {
 	if r.CPUs < 1 || r.CPUs > 32 {
 		return vmm.Config{}, fmt.Errorf("--cpus %d: must be between 1 and 32", r.CPUs)
 	}
+	place, err := vmm.ParsePlacement(r.CPUPin, r.CPUs)
+	if err != nil {
+		return vmm.Config{}, err
+	}
+	if place.Scope, err = vmm.ParseScope(r.CPUPinScope); err != nil {
+		return vmm.Config{}, err
+	}
 	var nets []vmm.NetConfig
 	for i, spec := range r.Net {
 		nc, err := parseNetSpec(spec)
@@ -185,13 +194,14 @@ func (r *RunCmd) config() (vmm.Config, error) {
 		nets = append(nets, nc)
 	}
 	cfg := vmm.Config{
-		KVMPath:  r.KVM,
-		Cmdline:  r.Cmdline,
-		MemBytes: mem,
-		CPUs:     r.CPUs,
-		Console:  os.Stdout,
-		Nets:     nets,
-		Logger:   slog.Default(),
+		KVMPath:   r.KVM,
+		Cmdline:   r.Cmdline,
+		MemBytes:  mem,
+		CPUs:      r.CPUs,
+		Console:   os.Stdout,
+		Nets:      nets,
+		Placement: place,
+		Logger:    slog.Default(),
 	}
 	if err := r.loadImages(&cfg); err != nil {
 		return vmm.Config{}, err

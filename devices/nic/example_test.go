@@ -17,6 +17,7 @@ type loopback struct {
 	cfg  nic.Config
 	sink nic.Sink
 	bufs []nic.Buf
+	rx   nic.RxBatch
 }
 
 func (l *loopback) Name() string                   { return "loopback" }
@@ -33,6 +34,7 @@ func (l *loopback) PostRx(b []nic.Buf) int {
 }
 func (l *loopback) Transmit(frames []nic.Buf) {
 	var done []uint16
+	l.rx.Reset()
 	for _, f := range frames {
 		l.mu.Lock()
 		if len(l.bufs) > 0 {
@@ -46,11 +48,14 @@ func (l *loopback) Transmit(frames []nic.Buf) {
 				}
 			}
 			l.mu.Unlock()
-			l.sink.RxFrame([]nic.Used{{ID: rx.ID, Written: uint32(n)}})
+			l.rx.Add(nic.Used{ID: rx.ID, Written: uint32(n)})
 		} else {
 			l.mu.Unlock() // no receive buffer: dropped, as on a wire
 		}
 		done = append(done, f.ID)
+	}
+	if l.rx.Len() > 0 {
+		l.sink.RxFrames(&l.rx) // the whole burst at once: one interrupt decision
 	}
 	l.sink.TxDone(done)
 }
@@ -64,8 +69,11 @@ func (l *loopback) Stop() []nic.Buf {
 
 type printSink struct{ rx []byte }
 
-func (p *printSink) RxFrame(u []nic.Used) {
-	fmt.Printf("rx buffer %d: %q\n", u[0].ID, p.rx[12:u[0].Written])
+func (p *printSink) RxFrames(b *nic.RxBatch) {
+	for i := range b.Len() {
+		u := b.Frame(i)
+		fmt.Printf("rx buffer %d: %q\n", u[0].ID, p.rx[12:u[0].Written])
+	}
 }
 func (p *printSink) TxDone(ids []uint16) { fmt.Println("tx done:", ids) }
 func (p *printSink) RxStarved()          {}

@@ -43,6 +43,47 @@ type Used struct {
 	Written uint32
 }
 
+// RxBatch is a run of received frames, each spread over one or more lent
+// buffers in the order they were posted (only a frame's first buffer
+// carries the virtio_net_hdr). A model keeps one and reuses it: Reset and
+// Add do not allocate once it has grown to the model's budget.
+type RxBatch struct {
+	used []Used
+	ends []int // ends[i]: one past frame i's last entry in used
+}
+
+// RxBudget is how many frames a model should read before it reports a
+// batch even if more are waiting (NAPI's weight): a batch covers at most
+// this many frames' latency.
+const RxBudget = 64
+
+// Reset empties the batch, keeping its storage.
+func (b *RxBatch) Reset() { b.used, b.ends = b.used[:0], b.ends[:0] }
+
+// Add appends one frame that landed in bufs (at least one).
+func (b *RxBatch) Add(bufs ...Used) {
+	if len(bufs) == 0 {
+		return
+	}
+	b.used = append(b.used, bufs...)
+	b.ends = append(b.ends, len(b.used))
+}
+
+// Len returns the number of frames.
+func (b *RxBatch) Len() int { return len(b.ends) }
+
+// Buffers returns the number of buffers all frames used.
+func (b *RxBatch) Buffers() int { return len(b.used) }
+
+// Frame returns the buffers of frame i (0 <= i < Len()).
+func (b *RxBatch) Frame(i int) []Used {
+	start := 0
+	if i > 0 {
+		start = b.ends[i-1]
+	}
+	return b.used[start:b.ends[i]:b.ends[i]]
+}
+
 // Config is what the device negotiated with the guest driver, given to the
 // model at Start.
 type Config struct {
@@ -64,14 +105,17 @@ type Capabilities struct {
 
 // Sink receives a model's completions. Calls may come from any goroutine
 // the model runs, but never concurrently from one model. A sink may call
-// the model's PostRx from inside RxFrame and RxStarved (to lend the
+// the model's PostRx from inside RxFrames and RxStarved (to lend the
 // buffers the driver added meanwhile), so a model must not hold the lock
 // PostRx takes while it calls them.
 type Sink interface {
-	// RxFrame reports one received frame spread over len(bufs) buffers in
-	// the order they were posted; only the first carries the header. bufs
-	// is only valid during the call.
-	RxFrame(bufs []Used)
+	// RxFrames reports the frames a model received in one go (it drained
+	// its wire until empty or a budget), in arrival order. The sink
+	// publishes them together and decides once whether the driver gets an
+	// interrupt, as a NAPI poll or an 82599 write-back burst does: a model
+	// should report a batch as soon as its wire runs dry, never hold one
+	// back waiting for more frames. b is only valid during the call.
+	RxFrames(b *RxBatch)
 	// TxDone reports that the frames with these IDs were sent (or dropped)
 	// and their guest memory is no longer referenced. ids is only valid
 	// during the call.
@@ -94,7 +138,7 @@ type Model interface {
 	// Start begins operation with the negotiated configuration.
 	Start(cfg Config, sink Sink) error
 	// PostRx lends receive buffers. The model owns them until it reports
-	// them in a Sink.RxFrame call or returns them from Stop. It must not
+	// them in a Sink.RxFrames call or returns them from Stop. It must not
 	// block. It reports how many of bufs it accepted (a model with a
 	// bounded ring may take fewer; the device keeps the rest).
 	PostRx(bufs []Buf) int

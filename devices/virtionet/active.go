@@ -3,6 +3,7 @@ package virtionet
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,6 +65,8 @@ type activeState struct {
 	// (rxLowWater, or half the ring if smaller); rxQuiet: kicks are off.
 	rxLent, rxLow int
 	rxQuiet       bool
+	// rxCo defers receive interrupts that come too soon (Moderation.RxCoalesce).
+	rxCo coalescer
 	// rxStarved: the model said it cannot take a frame with what it holds
 	// (Sink.RxStarved); until it completes one, kicks stay on whatever
 	// rxLent says (its buffers may be too small to count on).
@@ -85,6 +88,7 @@ type activeState struct {
 	txOwed      bool
 	txOwedSince uint16
 	txWake      int // eventfd: asynchronous TxDone happened
+	txPoll      txPoller
 
 	// stopped is set, under both rxMu and txDoneMu, when the device is
 	// reset; completions the model reports after that are dropped.
@@ -102,7 +106,7 @@ type activeState struct {
 func newActive(n *Net, mem *guestmem.Memory, rx, tx *pcitransport.ActiveQueue, cfg nic.Config) (*activeState, error) {
 	qs := int(rx.Queue.Size())
 	st := &activeState{n: n, mem: mem, rx: *rx, tx: *tx, cfg: cfg, lent: make([][][]byte, qs), lentGPA: make([][]uint64, qs), held: make([]uint16, qs),
-		rxLow: min(rxLowWater, qs/2)}
+		rxLow: min(rxLowWater, qs/2), rxCo: coalescer{gap: n.cfg.Moderation.RxCoalesce}, txPoll: newTxPoller(n.cfg.Moderation.TxPoll)}
 	var err error
 	if st.stopFD, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
 		return nil, fmt.Errorf("virtionet: eventfd: %w", err)
@@ -131,6 +135,7 @@ func (st *activeState) stop() {
 	st.txDoneMu.Lock()
 	st.stopped = true
 	st.txDoneMu.Unlock()
+	st.rxCo.stop()
 	st.rxMu.Unlock()
 	st.stopWorkers()
 }
@@ -152,6 +157,10 @@ func signalFD(fd int) { _, _ = unix.Write(fd, one) }
 // long even without a doorbell.
 func (st *activeState) worker(doorbell int, fn func() time.Duration) {
 	defer st.wg.Done()
+	if st.n.cfg.WorkerThread != nil {
+		runtime.LockOSThread() // the thread exits with the goroutine: its placement goes too
+		st.n.cfg.WorkerThread()
+	}
 	fds := []unix.PollFd{
 		{Fd: int32(doorbell), Events: unix.POLLIN},
 		{Fd: int32(st.stopFD), Events: unix.POLLIN},
@@ -314,30 +323,39 @@ func (st *activeState) lend(extra uint16) bool {
 	return false
 }
 
-// RxFrame implements nic.Sink: one frame landed in len(bufs) buffers.
-func (st *activeState) RxFrame(bufs []nic.Used) {
+// RxFrames implements nic.Sink: each frame landed in its buffers; all of
+// them are published with one used idx store and one interrupt decision.
+func (st *activeState) RxFrames(b *nic.RxBatch) {
 	st.rxMu.Lock()
 	defer st.rxMu.Unlock()
-	if st.stopped {
+	if st.stopped || b.Len() == 0 {
 		return
 	}
 	q := st.rx.Queue
-	putNumBuffers(st.lent[bufs[0].ID], uint16(len(bufs)))
 	var bytes uint64
-	for _, u := range bufs {
-		if st.held[u.ID] > 0 {
-			st.held[u.ID]--
+	for i := range b.Len() {
+		bufs := b.Frame(i)
+		putNumBuffers(st.lent[bufs[0].ID], uint16(len(bufs)))
+		for _, u := range bufs {
+			if st.held[u.ID] > 0 {
+				st.held[u.ID]--
+			}
+			if err := q.PutUsed(st.mem, u.ID, u.Written); err != nil {
+				st.n.log.Warn("virtio-net: rx used", "err", err)
+			}
+			bytes += uint64(u.Written)
 		}
-		if err := q.PutUsed(st.mem, u.ID, u.Written); err != nil {
-			st.n.log.Warn("virtio-net: rx used", "err", err)
-		}
-		bytes += uint64(u.Written)
 	}
-	st.rxLent = max(0, st.rxLent-len(bufs))
+	st.rxLent = max(0, st.rxLent-b.Buffers())
 	st.rxStarved = false
-	st.n.Stats.RxFrames.Add(1)
-	st.n.Stats.RxBytes.Add(bytes - hdrLen)
-	st.publish(q, st.rx.Interrupt, &st.rxIRQs)
+	st.n.Stats.RxFrames.Add(uint64(b.Len()))
+	st.n.Stats.RxBatches.Add(1)
+	st.n.Stats.RxBytes.Add(bytes - uint64(b.Len())*hdrLen)
+	since := q.UsedIdx()
+	if st.publishUsed(q) && st.rxCo.allow(time.Now(), since, st.rxCoalesced) {
+		_ = st.rx.Interrupt.Trigger()
+		st.rxIRQs.Add(1)
+	}
 	if st.rxRefused || st.rxLent < st.rxLow {
 		// The model has room again (it refused buffers for its cap), or
 		// runs low with kicks off: take what the driver added since. This
@@ -345,6 +363,22 @@ func (st *activeState) RxFrame(bufs []nic.Used) {
 		// never left waiting for buffers nobody will fetch. (Models call
 		// RxFrame without the lock their PostRx takes: nic.Sink.)
 		st.pullRx()
+	}
+}
+
+// rxCoalesced sends the receive interrupt the coalescer deferred, unless
+// the driver reaped the frames meanwhile (timer goroutine).
+func (st *activeState) rxCoalesced() {
+	st.rxMu.Lock()
+	defer st.rxMu.Unlock()
+	since, ok := st.rxCo.take()
+	if st.stopped || !ok {
+		return
+	}
+	if due, err := st.rx.Queue.StillNeedsNotification(st.mem, since); err == nil && due {
+		_ = st.rx.Interrupt.Trigger()
+		st.rxIRQs.Add(1)
+		st.rxCo.sent(time.Now())
 	}
 }
 
@@ -382,8 +416,8 @@ func (st *activeState) TxDone(ids []uint16) {
 }
 
 // processTx sends every available frame and publishes completions. It
-// returns txLinger when it sent frames and left kicks off (the worker
-// calls it again after that long), 0 when kicks are on again.
+// returns when to look again while it leaves kicks off (the adaptive
+// polling window, txPoller), 0 when kicks are on again.
 func (st *activeState) processTx() time.Duration {
 	q := st.tx.Queue
 	st.resolveTxInterrupt()
@@ -440,8 +474,15 @@ func (st *activeState) processTx() time.Duration {
 			sent = true
 			continue
 		}
-		if sent || st.txOwed {
-			return txLinger
+		now := time.Now()
+		if sent {
+			return st.txPoll.sent(now)
+		}
+		if next := st.txPoll.idle(now); next > 0 {
+			return next
+		}
+		if st.txOwed {
+			return txLinger // resolved first: kicks come back on at the next look
 		}
 		more, err := q.EnableNotification(st.mem)
 		if err != nil || !more {

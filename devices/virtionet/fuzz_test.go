@@ -70,7 +70,9 @@ func TestCompletionsAfterResetAreDropped(t *testing.T) {
 	require.Equal(t, 1, r.model.posted())
 
 	r.dev.Reset()
-	r.model.sink.RxFrame([]nic.Used{{ID: head, Written: 100}})
+	var b nic.RxBatch
+	b.Add(nic.Used{ID: head, Written: 100})
+	r.model.sink.RxFrames(&b)
 	r.model.sink.TxDone([]uint16{0})
 	idx, err := r.rxD.UsedIdx()
 	require.NoError(t, err)
@@ -248,9 +250,9 @@ type cappedSink struct {
 	m *cappedModel
 }
 
-func (s *cappedSink) RxFrame(bufs []nic.Used) {
-	s.m.release(len(bufs))
-	s.Sink.RxFrame(bufs)
+func (s *cappedSink) RxFrames(b *nic.RxBatch) {
+	s.m.release(b.Buffers())
+	s.Sink.RxFrames(b)
 }
 
 // peerSink is the far end of the wire: it checks that the device side
@@ -262,12 +264,14 @@ type peerSink struct {
 	next uint16
 }
 
-func (s *peerSink) RxFrame(bufs []nic.Used) {
+func (s *peerSink) RxFrames(b *nic.RxBatch) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, u := range bufs {
-		if int(u.Written) > s.size[u.ID] {
-			s.t.Errorf("peer buffer %d: %d bytes written into %d", u.ID, u.Written, s.size[u.ID])
+	for i := range b.Len() {
+		for _, u := range b.Frame(i) {
+			if int(u.Written) > s.size[u.ID] {
+				s.t.Errorf("peer buffer %d: %d bytes written into %d", u.ID, u.Written, s.size[u.ID])
+			}
 		}
 	}
 }

@@ -29,7 +29,14 @@ type Config struct {
 	MTU       uint16 // 0: do not offer VIRTIO_NET_F_MTU
 	Mergeable bool   // offer VIRTIO_NET_F_MRG_RXBUF
 	Model     nic.Model
-	Logger    *slog.Logger
+	// Moderation: transmit polling and receive interrupt coalescing (the
+	// zero value polls once and coalesces nothing).
+	Moderation Moderation
+	// WorkerThread, if set, runs on each device worker's own locked OS
+	// thread before it starts (the machine's CPU placement: a worker that
+	// polls with timers must not fire them on a vCPU's CPU).
+	WorkerThread func()
+	Logger       *slog.Logger
 	// OnActivate, if set, is told the negotiated features (govmm run
 	// prints them).
 	OnActivate func(model string, features uint64)
@@ -39,6 +46,9 @@ type Config struct {
 type Stats struct {
 	RxFrames, RxBytes, TxFrames, TxBytes atomic.Uint64
 	RxBadChains, TxBadChains             atomic.Uint64
+	// RxBatches counts the model's receive batches (RxFrames calls): frames
+	// per batch is what one used-ring publish and interrupt decision cover.
+	RxBatches atomic.Uint64
 }
 
 // Net is a virtio-net device; it implements pcitransport.Device.

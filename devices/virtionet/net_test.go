@@ -99,7 +99,19 @@ func (f *fakeModel) posted() int {
 
 // deliver writes frame (header included) across as many posted buffers as
 // needed, the way the tap model does, and completes them.
-func (f *fakeModel) deliver(frame []byte) {
+func (f *fakeModel) deliver(frame []byte) { f.deliverBatch(frame) }
+
+// deliverBatch delivers frames as one batch (one RxFrames call).
+func (f *fakeModel) deliverBatch(frames ...[]byte) {
+	var b nic.RxBatch
+	for _, fr := range frames {
+		b.Add(f.land(fr)...)
+	}
+	f.sink.RxFrames(&b)
+}
+
+// land writes one frame into posted buffers and returns them as used.
+func (f *fakeModel) land(frame []byte) []nic.Used {
 	f.mu.Lock()
 	var used []nic.Used
 	rest := frame
@@ -114,7 +126,7 @@ func (f *fakeModel) deliver(frame []byte) {
 		used = append(used, nic.Used{ID: b.ID, Written: uint32(w)})
 	}
 	f.mu.Unlock()
-	f.sink.RxFrame(used)
+	return used
 }
 
 type countIRQ struct{ n atomic.Int32 }
@@ -137,6 +149,18 @@ func newRig(t *testing.T, mergeable bool, features uint64) *rig {
 
 func newRigEventIdx(t *testing.T, mergeable bool, features uint64, eventIdx bool) *rig {
 	t.Helper()
+	return newRigWith(t, mergeable, features, eventIdx, Moderation{})
+}
+
+// active returns the device's activation.
+func (r *rig) active() *activeState {
+	r.dev.mu.Lock()
+	defer r.dev.mu.Unlock()
+	return r.dev.active
+}
+
+func newRigWith(t *testing.T, mergeable bool, features uint64, eventIdx bool, mod Moderation) *rig {
+	t.Helper()
 	r := &rig{model: &fakeModel{caps: nic.Capabilities{Csum: true, TSO: true}}}
 	var err error
 	r.rxD, err = queuetest.New(queuetest.Config{Size: 64, GPA: 0x10000, EventIdx: eventIdx})
@@ -156,7 +180,7 @@ func newRigEventIdx(t *testing.T, mergeable bool, features uint64, eventIdx bool
 	r.rxBell, _ = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	r.txBell, _ = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	t.Cleanup(func() { unix.Close(r.rxBell); unix.Close(r.txBell) })
-	r.dev, err = New(Config{MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, MTU: 1500, Mergeable: mergeable, Model: r.model})
+	r.dev, err = New(Config{MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, MTU: 1500, Mergeable: mergeable, Model: r.model, Moderation: mod})
 	require.NoError(t, err)
 	if mergeable {
 		features |= FeatMrgRxbuf

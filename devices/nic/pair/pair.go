@@ -137,10 +137,11 @@ func (e *End) deliver(segs [][]byte, peerHdr int) {
 		e.used = append(e.used, nic.Used{ID: e.bufs[i].ID, Written: uint32(w)})
 	}
 	e.bufs = e.bufs[len(e.used):]
-	used := append([]nic.Used(nil), e.used...)
+	var b nic.RxBatch // its own copy: e.used is reused once the lock is dropped
+	b.Add(e.used...)
 	sink := e.sink
 	e.mu.Unlock()
-	sink.RxFrame(used)
+	sink.RxFrames(&b)
 }
 
 // reader walks a scatter list.

@@ -14,9 +14,13 @@ type rec struct {
 	tx     []uint16
 }
 
-func (r *rec) RxFrame(u []nic.Used) { r.frames = append(r.frames, append([]nic.Used(nil), u...)) }
-func (r *rec) TxDone(ids []uint16)  { r.tx = append(r.tx, ids...) }
-func (r *rec) RxStarved()           {}
+func (r *rec) RxFrames(b *nic.RxBatch) {
+	for i := range b.Len() {
+		r.frames = append(r.frames, append([]nic.Used(nil), b.Frame(i)...))
+	}
+}
+func (r *rec) TxDone(ids []uint16) { r.tx = append(r.tx, ids...) }
+func (r *rec) RxStarved()          {}
 
 func TestPairDeliversAcrossMergeableBuffers(t *testing.T) {
 	a, b := New()

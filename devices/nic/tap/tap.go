@@ -42,9 +42,10 @@ type Tap struct {
 	started  bool
 	stopping atomic.Bool // Stop is waiting for the reader
 
-	iov   [][]byte   // reader-only scratch
-	used  []nic.Used // reader-only scratch
-	txIDs []uint16   // Transmit scratch (Transmit is never called concurrently)
+	iov   [][]byte    // reader-only scratch
+	used  []nic.Used  // reader-only scratch
+	rx    nic.RxBatch // frames read since the last report (reader only)
+	txIDs []uint16    // Transmit scratch (Transmit is never called concurrently)
 }
 
 // OpenFD opens tap interface name, creating it if it does not exist (a
@@ -270,15 +271,22 @@ func (t *Tap) reader() {
 			// the system calls.
 			err := t.readFrame(bufs)
 			if err == nil {
+				if t.rx.Len() >= nic.RxBudget {
+					t.flush()
+				}
 				continue
 			}
 			if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
 				// EBADFD: the interface was deleted under us (ip link del).
 				// Receive stops; the guest runs on, its transmits dropped.
+				t.flush()
 				slog.Error("tap: read failed, receive stopped", "tap", t.name, "err", err)
 				return
 			}
 		}
+		// The tap is empty (or the buffers are): the frames read so far go
+		// to the guest together, before any wait.
+		t.flush()
 		// Without room for a whole frame, do not read: frames wait in the
 		// tap's queue (which drops when full, as a NIC with an empty ring
 		// would) until the guest posts more buffers.
@@ -331,8 +339,16 @@ func (t *Tap) readFrame(bufs []nic.Buf) error {
 		}
 	}
 	t.consume(len(t.used))
-	t.sink.RxFrame(t.used)
+	t.rx.Add(t.used...)
 	return nil
+}
+
+// flush reports the frames read since the last flush.
+func (t *Tap) flush() {
+	if t.rx.Len() > 0 {
+		t.sink.RxFrames(&t.rx)
+		t.rx.Reset()
+	}
 }
 
 // DebugState implements nic.Debugger.

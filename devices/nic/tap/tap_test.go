@@ -32,9 +32,11 @@ type sink struct {
 	txDone []uint16
 }
 
-func (s *sink) RxFrame(u []nic.Used) {
+func (s *sink) RxFrames(b *nic.RxBatch) {
 	s.mu.Lock()
-	s.frames = append(s.frames, append([]nic.Used(nil), u...))
+	for i := range b.Len() {
+		s.frames = append(s.frames, append([]nic.Used(nil), b.Frame(i)...))
+	}
 	s.mu.Unlock()
 }
 func (s *sink) TxDone(ids []uint16) { s.mu.Lock(); s.txDone = append(s.txDone, ids...); s.mu.Unlock() }
