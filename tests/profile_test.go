@@ -19,6 +19,9 @@ import (
 const profileGuest = `#!/bin/sh
 iperf3 -s -1 >/dev/null
 iperf3 -s -1 >/dev/null
+# The host reads KVM's counters after the last run: a VM already torn
+# down would have taken its share of them away.
+sleep 3
 `
 
 // kvmStats are KVM's VM-wide counters (debugfs) that say what a VMM's
