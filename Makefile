@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 
-.PHONY: demo test unit fuzz e2e build images testhost bench profile clean lint
+.PHONY: demo test unit fuzz e2e build images testhost bench profile experiment clean lint
 
 ## demo: install deps, build images and govmm, boot a guest (natively or in the nested test host) and show its console
 demo:
@@ -37,6 +37,12 @@ bench:
 profile:
 	scripts/install-deps
 	GOVMM_PROFILE=1 $(GO) test -count=1 -timeout 30m -run TestProfile -v ./tests/
+
+## experiment: A/B govmm options against QEMU vhost=off in one test-host boot, e.g.
+## make experiment EXPERIMENT='poll0=--net-opts tx-poll=0;pin=--cpu-pin auto' ROUNDS=3
+experiment:
+	scripts/install-deps
+	GOVMM_EXPERIMENT='$(EXPERIMENT)' GOVMM_EXPERIMENT_ROUNDS='$(or $(ROUNDS),1)' $(GO) test -count=1 -timeout 60m -run TestExperiment -v ./tests/
 
 build:
 	CGO_ENABLED=0 $(GO) build -o bin/govmm ./cmd/govmm

@@ -23,9 +23,12 @@ i=0; while ! ping -c1 -W1 $H >/dev/null 2>&1 && [ $i -lt 30 ]; do i=$((i+1)); do
 ping -c 100 -i 0.05 -W 2 $H >/tmp/p
 echo "RESULT: ping-avg-ms $(sed -n 's/.*min\/avg\/max = [0-9.]*\/\([0-9.]*\)\/.*/\1/p' /tmp/p)"
 echo "RESULT: ping-p99-ms $(sed -n 's/.*time=\([0-9.]*\).*/\1/p' /tmp/p | sort -n | sed -n '99p')"
+# KVM-MARK lines make the host read KVM's exit counters (benchHost).
+tcp() { echo "KVM-MARK $1-a"; v=$(iperf3 -c $H -t 5 -f m $2 | awk '/receiver/{print $(NF-2)}'); echo "KVM-MARK $1-b"
+	echo "RESULT: $1 $v"; sleep 1; }
 for r in 1 2 3; do
-	echo "RESULT: tcp-tx$r $(iperf3 -c $H -t 5 -f m | awk '/receiver/{print $(NF-2)}')"; sleep 1
-	echo "RESULT: tcp-rx$r $(iperf3 -c $H -t 5 -f m -R | awk '/receiver/{print $(NF-2)}')"; sleep 1
+	tcp tcp-tx$r
+	tcp tcp-rx$r -R
 done
 echo "RESULT: udp64 $(iperf3 -c $H -u -l 64 -b 200M -t 5 | awk '/receiver/{split($(NF-2), a, "/"); print int((a[2]-a[1])/5)}')"
 `
@@ -42,7 +45,9 @@ pidof iperf3 >/dev/null || iperf3 -s -D >/dev/null
 ( while sleep 1; do p=$(pidof ` + proc + `) && awk '/VmRSS/{print $2}' /proc/$p/status >>"$WORK/rss" &&
 	awk '/^Size:/{s=$2} /^Rss:/{if (s>ms) {ms=s; mr=$2}; t+=$2} END{print t-mr}' /proc/$p/smaps >>"$WORK/over"; done ) &
 sampler=$!
-` + timedBoot("vmm", cmd) + `
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+` + timedBoot("vmm", cmd, `*"KVM-MARK "*)
+		m=${line#*KVM-MARK }; m=${m%%[!A-Za-z0-9-]*}; echo "RESULT: kvm-$m $(for k in `+strings.Join(kvmStats, " ")+`; do printf '%s ' "$(cat /sys/kernel/debug/kvm/$k 2>/dev/null || echo 0)"; done)" ;;`) + `
 kill $sampler
 echo "RESULT: rss-max-kb $(sort -n "$WORK/rss" | tail -1)"
 echo "RESULT: overhead-max-kb $(sort -n "$WORK/over" | tail -1)"
@@ -105,6 +110,9 @@ func TestBenchmarkTable(t *testing.T) {
 		// OverKB is VmRSS minus the resident guest RAM: the VMM's own memory.
 		OverKB    float64 `json:"vmm_overhead_max_kb"`
 		Completed bool    `json:"completed"`
+		// Per direction, over the three TCP runs: KVM's counters.
+		Tx exitCost `json:"tcp_guest_to_host_kvm"`
+		Rx exitCost `json:"tcp_host_to_guest_kvm"`
 	}
 	median := func(v map[string]string, k string) float64 {
 		xs := []float64{num(v[k+"1"]), num(v[k+"2"]), num(v[k+"3"])}
@@ -116,7 +124,7 @@ func TestBenchmarkTable(t *testing.T) {
 		v := r.Values
 		out = append(out, result{Name: r.Name, BootSecs: num(v["vmm-init-secs"]), PingAvgMs: num(v["ping-avg-ms"]), PingP99Ms: num(v["ping-p99-ms"]),
 			TCPTxMbps: median(v, "tcp-tx"), TCPRxMbps: median(v, "tcp-rx"), UDP64pps: num(v["udp64"]), RSSMaxKB: num(v["rss-max-kb"]), OverKB: num(v["overhead-max-kb"]),
-			Completed: !r.TimedOut && v["udp64"] != ""})
+			Completed: !r.TimedOut && v["udp64"] != "", Tx: tcpExitCost(v, "tcp-tx"), Rx: tcpExitCost(v, "tcp-rx")})
 	}
 	base := out[0]
 	for _, r := range out {
@@ -138,6 +146,20 @@ func TestBenchmarkTable(t *testing.T) {
 			r.TCPTxMbps, r.TCPRxMbps, r.UDP64pps, r.RSSMaxKB/1024, r.OverKB/1024,
 			ratio(r.BootSecs, base.BootSecs), ratio(r.PingAvgMs, base.PingAvgMs), ratio(r.TCPTxMbps, base.TCPTxMbps), ratio(r.TCPRxMbps, base.TCPRxMbps), ratio(r.UDP64pps, base.UDP64pps))
 	}
+	fmt.Fprintf(&tb, "\nper second of TCP (KVM's counters, VM-wide; tx = guest to host)\n%-16s %-3s %8s %9s %9s %10s %9s\n",
+		"vmm", "dir", "exits", "KB/exit", "irq inj", "irq exits", "halts")
+	for _, r := range out {
+		for _, d := range []struct {
+			dir string
+			c   exitCost
+		}{{"tx", r.Tx}, {"rx", r.Rx}} {
+			if d.c.ExitsPerSec == 0 {
+				fmt.Fprintf(&tb, "%-16s %-3s %8s\n", r.Name, d.dir, "-")
+				continue
+			}
+			fmt.Fprintf(&tb, "%-16s %-3s %8.0f %9.1f %9.0f %10.0f %9.0f\n", r.Name, d.dir, d.c.ExitsPerSec, d.c.KBPerExit, d.c.IRQInjPerSec, d.c.IRQExitsPerSec, d.c.HaltsPerSec)
+		}
+	}
 	fmt.Print(tb.String())
 	t.Log("\n" + tb.String())
 	b, _ := json.MarshalIndent(map[string]any{"mode": env.Mode, "time": time.Now().UTC(), "results": out}, "", "  ")
@@ -146,4 +168,45 @@ func TestBenchmarkTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("wrote %s", path)
+}
+
+// exitCost is what a TCP direction cost in VM exits: bytes per exit is
+// the number that decides throughput in the nested host, where both VMMs
+// get about the same exits per second.
+type exitCost struct {
+	ExitsPerSec    float64 `json:"exits_per_s"`
+	KBPerExit      float64 `json:"kb_per_exit"`
+	IRQInjPerSec   float64 `json:"irq_injections_per_s"`
+	IRQExitsPerSec float64 `json:"irq_exits_per_s"`
+	HaltsPerSec    float64 `json:"halt_exits_per_s"`
+}
+
+// tcpExitCost sums the counters the host read at the guest's KVM-MARK
+// lines around the three 5 s runs of key (tcp-tx or tcp-rx); zero when
+// the host has no KVM debugfs.
+func tcpExitCost(v map[string]string, key string) exitCost {
+	idx := map[string]int{}
+	for i, k := range kvmStats {
+		idx[k] = i
+	}
+	delta := make([]float64, len(kvmStats))
+	var kbytes float64
+	for r := 1; r <= 3; r++ {
+		a := strings.Fields(v[fmt.Sprintf("kvm-%s%d-a", key, r)])
+		b := strings.Fields(v[fmt.Sprintf("kvm-%s%d-b", key, r)])
+		if len(a) != len(kvmStats) || len(b) != len(kvmStats) {
+			return exitCost{}
+		}
+		for i := range kvmStats {
+			delta[i] += num(b[i]) - num(a[i])
+		}
+		kbytes += num(v[fmt.Sprintf("%s%d", key, r)]) * 5 * 1e6 / 8 / 1024
+	}
+	const secs = 15 // three 5 s runs
+	exits := delta[idx["exits"]]
+	if exits <= 0 {
+		return exitCost{}
+	}
+	return exitCost{ExitsPerSec: exits / secs, KBPerExit: kbytes / exits, IRQInjPerSec: delta[idx["irq_injections"]] / secs,
+		IRQExitsPerSec: delta[idx["irq_exits"]] / secs, HaltsPerSec: delta[idx["halt_exits"]] / secs}
 }

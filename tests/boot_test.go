@@ -3,6 +3,7 @@ package tests
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,8 +16,9 @@ import (
 // timedBoot returns a host script fragment that runs cmd (a VMM command line
 // booting the test guest), prints its console, reports the wall time from
 // VMM start to the guest's init marker as "RESULT: <key>-init-secs S", and
-// the VMM's exit status as "RESULT: <key>-exit N".
-func timedBoot(key, cmd string) string {
+// the VMM's exit status as "RESULT: <key>-exit N". cases are more arms of
+// the shell case statement that sees each console line.
+func timedBoot(key, cmd string, cases ...string) string {
 	return fmt.Sprintf(`start=$(cut -d' ' -f1 /proc/uptime)
 ( %[2]s; echo $? >"$WORK/%[1]s.rc" ) 2>&1 | while IFS= read -r line; do
 	printf '%%s\n' "$line"
@@ -29,10 +31,11 @@ func timedBoot(key, cmd string) string {
 		# shutdown after heavy traffic; do not let that eat the timeout.
 		p=$(pidof govmm qemu-system-x86_64)
 		( sleep 30; kill $p 2>/dev/null && echo "RESULT: %[1]s-killed-after-end 1" ) & ;;
+	%[3]s
 	esac
 done
 echo "RESULT: %[1]s-exit $(cat "$WORK/%[1]s.rc")"
-`, key, cmd)
+`, key, cmd, strings.Join(cases, "\n\t"))
 }
 
 const guestFacts = `#!/bin/sh

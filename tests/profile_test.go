@@ -29,6 +29,9 @@ sleep 3
 // host kernel (and, nested, through L0).
 var kvmStats = []string{"exits", "io_exits", "mmio_exits", "halt_exits", "irq_injections", "irq_exits", "irq_window_exits", "insn_emulation"}
 
+// sysStats are profileHost's sysnap columns.
+var sysStats = []string{"host_timer", "host_resched_ipi", "host_call_ipi", "host_ctxsw"}
+
 // profileHost boots a VMM in the background, then drives iperf3 from the
 // host side, one direction at a time, reading KVM's exit counters around
 // each run.
@@ -39,6 +42,10 @@ func profileHost(vmm string) string {
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 K=/sys/kernel/debug/kvm
 snap() { for k in ` + strings.Join(kvmStats, " ") + `; do printf '%s ' "$(cat $K/$k 2>/dev/null || echo 0)"; done; }
+# The host's own interrupts (timer, rescheduling and function-call IPIs,
+# summed over its CPUs) and context switches: where the guest's
+# external-interrupt exits come from.
+sysnap() { awk '$1=="LOC:"||$1=="RES:"||$1=="CAL:"{s=0; for(i=2;i<=NF&&$i~/^[0-9]+$/;i++) s+=$i; printf "%s ", s}' /proc/interrupts; awk '$1=="ctxt"{printf "%s ", $2}' /proc/stat; }
 ( ` + vmm + `; echo $? >"$WORK/rc" ) &
 i=0; while ! ping -c1 -W1 ` + guestIP + ` >/dev/null 2>&1 && [ $i -lt 60 ]; do i=$((i+1)); done
 sleep 1
@@ -46,15 +53,17 @@ sleep 1
 run() { for try in 1 2 3 4 5 6 7 8 9 10; do out=$(iperf3 -c ` + guestIP + ` -t 8 -f m "$@" 2>&1) && break; sleep 0.5; done
 	echo "$out" | awk '/receiver/{print $(NF-2)}'; }
 # govmm's state dump (SIGUSR1) after each run counts the interrupts it sent per queue.
-s0=$(snap)
+s0=$(snap); y0=$(sysnap)
 echo "RESULT: tcp-rx $(run)"
-s1=$(snap)
+s1=$(snap); y1=$(sysnap)
 killall -USR1 govmm 2>/dev/null; sleep 0.5
 echo "RESULT: tcp-tx $(run -R)"
-s2=$(snap)
+s2=$(snap); y2=$(sysnap)
 killall -USR1 govmm 2>/dev/null; sleep 0.5
 echo "RESULT: kvm-rx $s0 / $s1"
 echo "RESULT: kvm-tx $s1 / $s2"
+echo "RESULT: sys-rx $y0 / $y1"
+echo "RESULT: sys-tx $y1 / $y2"
 i=0; while [ ! -f "$WORK/rc" ] && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done
 echo "RESULT: vmm-exit $(cat "$WORK/rc" 2>/dev/null)"
 if [ -f "$WORK/cpu.pprof" ]; then echo PPROF-BEGIN; base64 "$WORK/cpu.pprof"; echo PPROF-END; fi
