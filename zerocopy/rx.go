@@ -85,12 +85,14 @@ func (m *Model) waitRoom(stop chan struct{}) bool {
 
 // rxOnce moves at most one frame into the batch. With wait it blocks for
 // a frame, and for buffers when there is no room (then reporting the
-// batch first).
+// batch first). A read that cannot block (wait unset) runs under m.mu
+// with the layout and completion around it: one lock round per frame
+// instead of two, and PostRx waits at most one non-blocking readv.
 func (m *Model) rxOnce(stop chan struct{}, wait bool) rxStep {
 	m.mu.Lock()
 	ln := m.pickLane()
-	m.mu.Unlock()
 	if ln == laneNone {
+		m.mu.Unlock()
 		if !wait {
 			return rxNoRoom
 		}
@@ -100,8 +102,14 @@ func (m *Model) rxOnce(stop chan struct{}, wait bool) rxStep {
 		}
 		return rxDry
 	}
+	if wait {
+		m.mu.Unlock()
+	}
 	n, err := m.cfg.Port.ReadFrame(m.hdr, m.iov, wait)
 	if err != nil {
+		if !wait {
+			m.mu.Unlock()
+		}
 		if ln == laneZC {
 			m.dev.RxAbort(0) // the descriptors stay posted
 		}
@@ -118,7 +126,9 @@ func (m *Model) rxOnce(stop chan struct{}, wait bool) rxStep {
 		return rxExit
 	}
 	var used []nic.Used
-	m.mu.Lock()
+	if wait {
+		m.mu.Lock()
+	}
 	if ln == laneZC {
 		used = m.completeZC(n)
 	} else {

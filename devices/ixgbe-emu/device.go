@@ -270,16 +270,16 @@ type Stats struct {
 func (d *Device) Stats() Stats {
 	c := &d.cnt
 	return Stats{
-		RxFrames:    c.gprc.total.Load(),
-		RxBytes:     c.gorc.total.Load(),
-		RxMissed:    c.mpc[0].total.Load(),
-		RxOversize:  c.roc.total.Load(),
-		RxUndersize: c.ruc.total.Load(),
+		RxFrames:    c.gprc.total(),
+		RxBytes:     c.gorc.total(),
+		RxMissed:    c.mpc[0].total(),
+		RxOversize:  c.roc.total(),
+		RxUndersize: c.ruc.total(),
 		RxFiltered:  c.rxFiltered.Load(),
 		RxDisabled:  c.rxDisabled.Load(),
 		RxErrors:    c.rxErrors.Load(),
-		TxFrames:    c.gptc.total.Load(),
-		TxBytes:     c.gotc.total.Load(),
+		TxFrames:    c.gptc.total(),
+		TxBytes:     c.gotc.total(),
 		TxErrors:    c.txErrors.Load(),
 	}
 }

@@ -171,11 +171,20 @@ func TestStatsClearOnRead(t *testing.T) {
 	require.Zero(t, r.rd(regGORCH))
 	require.Zero(t, r.rd(regGORCL))
 	require.Equal(t, uint32(2), r.rd(regQPRC))
+	// Registers that count the same frames share a count but clear on
+	// their own reads.
 	require.Equal(t, uint32(2), r.rd(regTPR))
+	require.Zero(t, r.rd(regTPR))
+	require.Equal(t, uint32(2), r.rd(regRXNFGPC))
+	require.Equal(t, uint32(2*len(f)), r.rd(regTORL))
+	require.NoError(t, r.d.Receive(0, f))
+	require.Equal(t, uint32(1), r.rd(regGPRC))
+	require.Equal(t, uint32(1), r.rd(regTPR))
+	require.Equal(t, uint32(1), r.rd(regRXNFGPC))
 	for _, off := range []uint32{regCRCERRS, regMPC, regBPRC, regMPRC, regGPTC, regRUC, regROC, 0x04034, 0x03F60} {
 		require.Zero(t, r.rd(off), "%#x", off)
 	}
-	require.Equal(t, uint64(2), r.d.Stats().RxFrames, "Stats are not cleared by reads")
+	require.Equal(t, uint64(3), r.d.Stats().RxFrames, "Stats are not cleared by reads")
 }
 
 // bus.Device access to BAR0: 4- and 8-byte accesses, out-of-range safe.

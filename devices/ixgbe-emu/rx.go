@@ -306,12 +306,8 @@ func (d *Device) Receive(queue int, frame []byte) error {
 
 func (d *Device) rxCount(queue, n int, bcast, mcast bool) {
 	c := &d.cnt
-	c.gprc.add(1)
-	c.gorc.add(uint64(n))
-	c.tpr.add(1)
-	c.tor.add(uint64(n))
-	c.rxnfgpc.add(1)
-	c.rxdgpc.add(1)
+	c.gprc.add(1)         // and tpr, rxnfgpc, rxdgpc (counters.init)
+	c.gorc.add(uint64(n)) // and tor
 	c.prc[sizeBucket(n)].add(1)
 	if bcast {
 		c.bprc.add(1)

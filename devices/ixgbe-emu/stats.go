@@ -3,19 +3,31 @@ package ixgbeemu
 import "sync/atomic"
 
 // counter is one statistics register (§8.2.3.23: all statistics registers
-// are clear-on-read). total is cumulative (for Stats), base is the total at
-// the last register read, so the register reads total-base and a read
-// moves base up to total.
+// are clear-on-read). The cumulative count (for Stats) is own, or the
+// count of the register it moves with (of), so registers that always count
+// the same events cost the receive path one atomic add, not four. base is
+// the count at the last register read, so the register reads count-base
+// and a read moves base up to the count.
 type counter struct {
-	total atomic.Uint64
-	base  atomic.Uint64
-	hi    atomic.Uint32 // latched high half of a 64-bit L/H pair
+	own  atomic.Uint64
+	of   *counter      // set: this register counts what of counts
+	base atomic.Uint64 // the count at the last read
+	hi   atomic.Uint32 // latched high half of a 64-bit L/H pair
 }
 
-func (c *counter) add(n uint64) { c.total.Add(n) }
+func (c *counter) count() *atomic.Uint64 {
+	if c.of != nil {
+		return &c.of.own
+	}
+	return &c.own
+}
+
+func (c *counter) add(n uint64) { c.count().Add(n) }
+
+func (c *counter) total() uint64 { return c.count().Load() }
 
 func (c *counter) readClear() uint64 {
-	t := c.total.Load()
+	t := c.total()
 	b := c.base.Swap(t)
 	return t - b
 }
@@ -30,7 +42,7 @@ func (c *counter) readLow() uint32 {
 
 func (c *counter) readHigh() uint32 { return c.hi.Swap(0) }
 
-func (c *counter) clearReg() { c.base.Store(c.total.Load()); c.hi.Store(0) }
+func (c *counter) clearReg() { c.base.Store(c.total()); c.hi.Store(0) }
 
 type counters struct {
 	gprc, bprc, mprc, gptc, bptc, mptc, tpr, tpt counter
@@ -54,6 +66,10 @@ var zeroStatRegs = []uint32{
 }
 
 func (c *counters) init() {
+	// Every good frame the model receives is a total, a non-filtered and
+	// a DMA'd good packet too (it has no filters that drop after the
+	// count, §8.2.3.23.26/27).
+	c.tpr.of, c.rxnfgpc.of, c.rxdgpc.of, c.tor.of = &c.gprc, &c.gprc, &c.gprc, &c.gorc
 	c.zero = make(map[uint32]*counter)
 	add := func(off uint32) { c.zero[off] = new(counter) }
 	for _, o := range zeroStatRegs {

@@ -1,0 +1,75 @@
+package vmm
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+func TestParsePlacement(t *testing.T) {
+	for _, s := range []string{"", "off"} {
+		p, err := ParsePlacement(s, 2)
+		require.NoError(t, err)
+		require.Empty(t, p.VCPUs, s)
+	}
+	p, err := ParsePlacement("3,5", 2)
+	require.NoError(t, err)
+	require.Equal(t, []int{3, 5}, p.VCPUs)
+	for _, bad := range []string{"3", "3,5,7", "x", "-1", "1024", "3,,5"} {
+		_, err := ParsePlacement(bad, 2)
+		require.Error(t, err, bad)
+	}
+}
+
+// auto takes the last CPUs the process may use, one per vCPU, and only
+// when one is left for everything else.
+func TestParsePlacementAuto(t *testing.T) {
+	var set unix.CPUSet
+	require.NoError(t, unix.SchedGetaffinity(0, &set))
+	var cpus []int
+	for c := 0; c < len(set)*64; c++ {
+		if set.IsSet(c) {
+			cpus = append(cpus, c)
+		}
+	}
+	p, err := ParsePlacement("auto", 1)
+	require.NoError(t, err)
+	if len(cpus) < 2 {
+		require.Empty(t, p.VCPUs)
+	} else {
+		require.Equal(t, cpus[len(cpus)-1:], p.VCPUs)
+		d, ok, err := p.deviceSet()
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.False(t, d.IsSet(cpus[len(cpus)-1]), "the vCPU's CPU is not a device CPU")
+		require.Equal(t, len(cpus)-1, d.Count())
+	}
+	p, err = ParsePlacement("auto", len(cpus))
+	require.NoError(t, err)
+	require.Empty(t, p.VCPUs, "no CPU left for the devices: not pinned")
+}
+
+func TestParseScope(t *testing.T) {
+	for s, want := range map[string]Scope{"": ScopePollers, "pollers": ScopePollers, "all": ScopeAll, "vcpus": ScopeVCPUs} {
+		got, err := ParseScope(s)
+		require.NoError(t, err)
+		require.Equal(t, want, got, s)
+	}
+	_, err := ParseScope("some")
+	require.Error(t, err)
+}
+
+func TestDeviceThreadFollowsScope(t *testing.T) {
+	require.Nil(t, Placement{}.DeviceThread(), "unpinned: device threads stay put")
+	var set unix.CPUSet
+	require.NoError(t, unix.SchedGetaffinity(0, &set))
+	if set.Count() < 2 {
+		t.Skip("needs two CPUs")
+	}
+	p, err := ParsePlacement("auto", 1)
+	require.NoError(t, err)
+	require.NotNil(t, p.DeviceThread())
+	p.Scope = ScopeVCPUs
+	require.Nil(t, p.DeviceThread())
+}
