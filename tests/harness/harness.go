@@ -75,6 +75,7 @@ type Result struct {
 	TimedOut bool
 	Values   map[string]string // "RESULT: key value..." lines: key -> rest of line
 	Retried  bool              // the first attempt's guest triple-faulted or hung in the nested host (see Run)
+	hostHung bool              // the whole test host hung before this scenario ended
 }
 
 const defaultTimeout = 2 * time.Minute
@@ -337,6 +338,7 @@ func (e *Env) Run(t T, scenarios ...Scenario) []Result {
 			s.Timeout = defaultTimeout
 		}
 	}
+	Retries.ran(len(scenarios))
 	results := e.run(t, scenarios)
 	// A guest that triple-faults or hangs inside the nested test host is
 	// retried, each time in a fresh test-host boot, up to nestedRetries
@@ -347,10 +349,10 @@ func (e *Env) Run(t T, scenarios ...Scenario) []Result {
 		var again []Scenario
 		var at []int
 		for i, r := range results {
-			vanished := scenarios[i].GuestMustFinish && !strings.Contains(r.Output, GuestRunEndMarker)
-			if strings.Contains(r.Output, GuestCrashMarker) || r.TimedOut || vanished {
-				t.Logf("harness: WARNING: scenario %s: the guest triple-faulted, hung (timed out) or vanished in the nested test host; retry %d of %d",
-					r.Name, attempt, nestedRetries)
+			if why := retryReason(scenarios[i], r); why != "" {
+				t.Logf("harness: WARNING: scenario %s: %s in the nested test host; retry %d of %d",
+					r.Name, why, attempt, nestedRetries)
+				Retries.add(r.Name, why)
 				again, at = append(again, scenarios[i]), append(at, i)
 			}
 		}
@@ -367,6 +369,56 @@ func (e *Env) Run(t T, scenarios ...Scenario) []Result {
 			r.Retried, r.Duration.Round(10*time.Millisecond))
 	}
 	return results
+}
+
+// retryReason says why a nested result earns a retry, or "" if it does not.
+func retryReason(s Scenario, r Result) string {
+	switch {
+	case strings.Contains(r.Output, GuestCrashMarker):
+		return "the guest triple-faulted"
+	case r.hostHung:
+		return "the whole test host hung"
+	case r.TimedOut:
+		return "the guest hung (timed out)"
+	case s.GuestMustFinish && !strings.Contains(r.Output, GuestRunEndMarker):
+		return "the guest vanished before its run ended"
+	}
+	return ""
+}
+
+// RetryLedger counts the scenarios run and the retries taken, with their
+// reasons, so a green run says how much it leaned on retries.
+type RetryLedger struct {
+	mu        sync.Mutex
+	scenarios int
+	retries   []string
+}
+
+// Retries is the ledger of this test binary; TestMain prints its Summary.
+var Retries RetryLedger
+
+func (l *RetryLedger) ran(n int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.scenarios += n
+}
+
+func (l *RetryLedger) add(name, why string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.retries = append(l.retries, name+": "+why)
+}
+
+// Summary is one line "retries: N of M scenarios", then one line per retry.
+func (l *RetryLedger) Summary() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var b strings.Builder
+	fmt.Fprintf(&b, "retries: %d of %d scenarios", len(l.retries), l.scenarios)
+	for _, r := range l.retries {
+		b.WriteString("\n  retry: " + r)
+	}
+	return b.String()
 }
 
 // nestedRetries bounds the retries of a scenario whose nested guest died.

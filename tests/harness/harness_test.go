@@ -184,3 +184,20 @@ func alive(pid string) bool {
 	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 	return len(fields) > 0 && fields[0] != "Z"
 }
+
+func TestRetryReasonAndSummary(t *testing.T) {
+	must := Scenario{Name: "q", GuestMustFinish: true}
+	assert.Equal(t, "", retryReason(Scenario{}, Result{Output: "fine"}))
+	assert.Equal(t, "", retryReason(must, Result{Output: GuestRunEndMarker + " rc=0"}))
+	assert.Equal(t, "the guest triple-faulted", retryReason(Scenario{}, Result{Output: "x " + GuestCrashMarker}))
+	assert.Equal(t, "the whole test host hung", retryReason(Scenario{}, Result{TimedOut: true, hostHung: true}))
+	assert.Equal(t, "the guest hung (timed out)", retryReason(Scenario{}, Result{TimedOut: true}))
+	assert.Equal(t, "the guest vanished before its run ended", retryReason(must, Result{Output: "no end"}))
+
+	var l RetryLedger
+	l.ran(3)
+	assert.Equal(t, "retries: 0 of 3 scenarios", l.Summary())
+	l.ran(2)
+	l.add("govmm-mrg", "the guest hung (timed out)")
+	assert.Equal(t, "retries: 1 of 5 scenarios\n  retry: govmm-mrg: the guest hung (timed out)", l.Summary())
+}

@@ -69,8 +69,11 @@ func (e *Env) runNested(t T, scenarios []Scenario) []Result {
 		r := Result{Name: s.Name, ExitCode: -1}
 		seg := segs[s.Name]
 		switch {
-		case seg == nil && hung != "":
-			r.TimedOut = true // behind the hung one: retried by Run
+		case hung != "" && (seg == nil || !seg.Ended):
+			r.TimedOut, r.hostHung = true, true // retried by Run
+			if seg != nil {
+				r.Output = seg.Output
+			}
 		case seg == nil:
 			t.Errorf("harness: scenario %s never started in the test host (serial log: %s)", s.Name, logPath)
 		case !seg.Ended:
