@@ -103,13 +103,14 @@ func (m *Model) rxOnce(stop chan struct{}, wait bool) rxStep {
 		return rxDry
 	}
 	if wait {
-		m.mu.Unlock()
+		m.mu.Unlock() // a blocking read must not hold PostRx up
 	}
 	n, err := m.cfg.Port.ReadFrame(m.hdr, m.iov, wait)
+	if wait {
+		m.mu.Lock()
+	}
 	if err != nil {
-		if !wait {
-			m.mu.Unlock()
-		}
+		m.mu.Unlock()
 		if ln == laneZC {
 			m.dev.RxAbort(0) // the descriptors stay posted
 		}
@@ -126,9 +127,6 @@ func (m *Model) rxOnce(stop chan struct{}, wait bool) rxStep {
 		return rxExit
 	}
 	var used []nic.Used
-	if wait {
-		m.mu.Lock()
-	}
 	if ln == laneZC {
 		used = m.completeZC(n)
 	} else {

@@ -69,15 +69,12 @@ func (e *Env) runNested(t T, scenarios []Scenario) []Result {
 		r := Result{Name: s.Name, ExitCode: -1}
 		seg := segs[s.Name]
 		switch {
-		case hung != "" && (seg == nil || !seg.Ended):
-			r.TimedOut, r.hostHung = true, true // retried by Run
-			if seg != nil {
-				r.Output = seg.Output
-			}
+		case seg == nil && hung != "":
+			r.TimedOut, r.hostHung = true, true // behind the hung one: retried by Run
 		case seg == nil:
 			t.Errorf("harness: scenario %s never started in the test host (serial log: %s)", s.Name, logPath)
 		case !seg.Ended:
-			r.TimedOut = true
+			r.TimedOut, r.hostHung = true, hung != ""
 			r.Output = seg.Output
 		default:
 			r.Output, r.ExitCode, r.TimedOut = seg.Output, seg.RC, seg.TimedOut
