@@ -79,7 +79,7 @@ func TestBenchmarkTable(t *testing.T) {
 	env := harness.Setup(t)
 	files := map[string]string{"/bench.sh": benchGuest}
 	cmdline := `"console=ttyS0 panic=-1 quiet govmm.ip=` + guestIP + `/24 govmm.run=/bench.sh"`
-	govmm := `"$GOVMM" run --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M --net tap=tap0,mac=` + guestMAC
+	govmm := `"$GOVMM" run --no-reboot --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M --net tap=tap0,mac=` + guestMAC
 	qemu := func(netdev, dev string) string { return qemuCmd(cmdline, netdev, dev) }
 	type row struct{ name, proc, cmd string }
 	rows := []row{
@@ -94,7 +94,7 @@ func TestBenchmarkTable(t *testing.T) {
 	}
 	var sc []harness.Scenario
 	for _, r := range rows {
-		sc = append(sc, harness.Scenario{Name: r.name, HostScript: benchHost(r.proc, r.cmd), GuestFiles: files, Timeout: 4 * time.Minute, Network: true, GuestMustFinish: true})
+		sc = append(sc, harness.Scenario{Name: r.name, HostScript: benchHost(r.proc, r.cmd), GuestFiles: files, Timeout: 4 * time.Minute, Network: true, GuestMustFinish: true, Reference: r.proc != "govmm"})
 	}
 	res := env.Run(t, sc...)
 

@@ -52,7 +52,7 @@ echo "RESULT: acpi $([ -d /sys/firmware/acpi/tables ] && echo yes || echo no)"
 // the same test host, for the boot-time comparison.
 func TestBoot(t *testing.T) {
 	env := harness.Setup(t)
-	govmm := `"$GOVMM" --log-level info run --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY"`
+	govmm := `"$GOVMM" --log-level info run --no-reboot --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY"`
 	scenarios := []harness.Scenario{
 		{
 			Name:       "poweroff-smp",
@@ -62,7 +62,7 @@ func TestBoot(t *testing.T) {
 		},
 		{
 			Name:       "reboot",
-			HostScript: timedBoot("govmm", govmm+` --mem 128M --no-reboot --cmdline "console=ttyS0 panic=-1 quiet govmm.end=reboot"`),
+			HostScript: timedBoot("govmm", govmm+` --mem 128M --cmdline "console=ttyS0 panic=-1 quiet govmm.end=reboot"`),
 			Timeout:    2 * time.Minute,
 		},
 	}
@@ -71,7 +71,8 @@ func TestBoot(t *testing.T) {
 			Name: "qemu-baseline",
 			HostScript: `cat "$INITRD" "$OVERLAY" >"$WORK/initrd"
 ` + timedBoot("qemu", `qemu-system-x86_64 -enable-kvm -cpu host -m 256 -smp 2 -nographic -no-reboot -nodefaults -serial stdio -kernel "$KERNEL" -initrd "$WORK/initrd" -append "console=ttyS0 panic=-1 quiet govmm.end=poweroff"`),
-			Timeout: 2 * time.Minute,
+			Timeout:   2 * time.Minute,
+			Reference: true,
 		})
 	}
 	res := env.Run(t, scenarios...)

@@ -53,19 +53,19 @@ func TestExperiment(t *testing.T) {
 				break
 			}
 		}
-		vmm := env + `"$GOVMM" run --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M ` +
+		vmm := env + `"$GOVMM" run --no-reboot --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M ` +
 			`--net tap=tap0,mac=` + guestMAC + net + ` ` + args + ` --cmdline ` + cmdline
 		variants = append(variants, harness.Scenario{Name: name, HostScript: profileHost(vmm)})
 	}
 	if env.Mode == harness.Nested {
-		variants = append(variants, harness.Scenario{Name: "qemu-vhost-off", HostScript: profileHost(qemuCmd(cmdline, ",vhost=off", "virtio-net-pci"))})
+		variants = append(variants, harness.Scenario{Name: "qemu-vhost-off", HostScript: profileHost(qemuCmd(cmdline, ",vhost=off", "virtio-net-pci")), Reference: true})
 	}
 	// Rounds interleave the variants (a, b, q, a, b, q, ...), so a drift
 	// of the test host over the boot touches each of them alike.
 	var sc []harness.Scenario
 	for k := range rounds {
 		for _, v := range variants {
-			sc = append(sc, harness.Scenario{Name: fmt.Sprintf("%s-r%d", v.Name, k+1), HostScript: v.HostScript, GuestFiles: files, Timeout: 3 * time.Minute, Network: true, GuestMustFinish: true})
+			sc = append(sc, harness.Scenario{Name: fmt.Sprintf("%s-r%d", v.Name, k+1), HostScript: v.HostScript, GuestFiles: files, Timeout: 3 * time.Minute, Network: true, GuestMustFinish: true, Reference: v.Reference})
 		}
 	}
 	// samples[variant/dir] holds one row per round: Mbit/s, then the

@@ -23,6 +23,11 @@ for v in GOVMM KERNEL INITRD OVERLAY WORK; do eval "[ -n \"\$$v\" ]" || { echo "
 [ -s "$KERNEL" ] && [ -s "$INITRD" ] && [ -s "$OVERLAY" ] && echo "RESULT: images present"
 # The guest overlay must list the file the test put in it.
 gzip -dc "$OVERLAY" | cpio -t 2>/dev/null | grep -q '^etc/smoke.sh$' && echo "RESULT: overlay ok"
+# Nested, a test-host kernel error must reach the stream, prefixed (testhost-init).
+if [ -w /dev/kmsg ] && [ -n "$(pidof awk)" ]; then
+	echo "<3>govmm-harness: kmsg check" >/dev/kmsg
+	sleep 1
+fi
 `,
 			GuestFiles: map[string]string{"/etc/smoke.sh": "#!/bin/sh\necho hi\n"},
 			Timeout:    30 * time.Second,
@@ -42,6 +47,8 @@ gzip -dc "$OVERLAY" | cpio -t 2>/dev/null | grep -q '^etc/smoke.sh$' && echo "RE
 	assert.Equal(t, "ok", info.Values["overlay"], info.Output)
 	if env.Mode == harness.Nested {
 		assert.Equal(t, "yes", info.Values["host-kvm"], "the nested test host must offer KVM")
+		assert.Contains(t, info.Output, harness.HostKmsgPrefix, "test-host kernel errors must reach the scenario's output")
+		assert.Contains(t, info.Output, "govmm-harness: kmsg check")
 	}
 
 	assert.Equal(t, 7, results[1].ExitCode)
@@ -72,7 +79,8 @@ qemu-system-x86_64 -enable-kvm -cpu host -m 256 -smp 1 -nographic -no-reboot -no
 ping -c 3 -W 2 10.77.0.1 >/dev/null && echo "RESULT: guest-ping ok"
 echo "RESULT: guest-driver $(ethtool -i eth0 | sed -n 's/^driver: //p')"
 `},
-		Timeout: 90 * time.Second,
+		Timeout:   90 * time.Second,
+		Reference: true,
 	})
 	require.Len(t, results, 1)
 	r := results[0]

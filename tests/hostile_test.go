@@ -112,7 +112,7 @@ attack() {
 // govmm's VmRSS every half second: at the start and end of the attack and
 // at its peak.
 func hostileHost(vmmOpts string) string {
-	return `( "$GOVMM" --log-level info run --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M \
+	return `( "$GOVMM" --log-level info run --no-reboot --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M \
 	--net tap=tapx,mac=` + guestMAC + vmmOpts + ` --cmdline "console=ttyS0 panic=-1 quiet govmm.ip=10.77.2.2/24 govmm.run=/hostile.sh"
   echo $? >"$WORK/rc" ) 2>&1 | while IFS= read -r line; do
 	printf '%s\n' "$line"

@@ -52,7 +52,7 @@ func TestIxgbeGuestVisible(t *testing.T) {
 /sbin/ip addr add ` + hostIP + `/24 dev tap0
 /sbin/ip link set tap0 up
 iperf3 -s -D >/dev/null
-( "$GOVMM" --log-level info run --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M --cpus 1 \
+( "$GOVMM" --log-level info run --no-reboot --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M --cpus 1 \
 	--net tap=tap0,model=ixgbe,mac=` + guestMAC + ` --cmdline "console=ttyS0 panic=-1 quiet govmm.ip=` + guestIP + `/24 govmm.run=/ixgbe.sh"
   echo $? >"$WORK/rc" ) 2>&1 | while IFS= read -r line; do
 	printf '%s\n' "$line"

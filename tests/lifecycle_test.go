@@ -49,7 +49,7 @@ sleep 600
 func TestLifecycle(t *testing.T) {
 	env := harness.Setup(t)
 	host := `iperf3 -s -D >/dev/null
-( "$GOVMM" --log-level info run --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M --stats "$WORK/stats.json" \
+( "$GOVMM" --log-level info run --no-reboot --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M --stats "$WORK/stats.json" \
 	--net tap=tapl,mac=` + guestMAC + ` --cmdline "console=ttyS0 panic=-1 quiet govmm.ip=` + guestIP + `/24 govmm.run=/life.sh"
   echo $? >"$WORK/rc" ) 2>&1 | while IFS= read -r line; do
 	printf '%s\n' "$line"

@@ -98,7 +98,7 @@ sleep 5
 `
 
 func govmmNet(netOpts string) string {
-	return `"$GOVMM" --log-level info run --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M --stats "$WORK/stats.json" ` +
+	return `"$GOVMM" --log-level info run --no-reboot --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M --stats "$WORK/stats.json" ` +
 		`--net tap=tap0,mac=` + guestMAC + netOpts + ` --cmdline "console=ttyS0 panic=-1 quiet govmm.ip=` + guestIP + `/24 govmm.run=/net.sh"`
 }
 
@@ -162,7 +162,7 @@ qemu-system-x86_64 -enable-kvm -cpu host -m 512 -smp 1 -nographic -no-reboot -no
 		case $line in *"GOVMM-GUEST: end"*) (sleep 5; killall qemu-system-x86_64) & ;; esac
 	done
 true`),
-			GuestFiles: files, Timeout: 8 * time.Minute, Network: true, GuestMustFinish: true})
+			GuestFiles: files, Timeout: 8 * time.Minute, Network: true, GuestMustFinish: true, Reference: true})
 	}
 	res := env.Run(t, sc...)
 	for _, r := range res {

@@ -85,13 +85,13 @@ func TestProfile(t *testing.T) {
 	cmdline := `"console=ttyS0 panic=-1 quiet govmm.ip=` + guestIP + `/24 govmm.run=/profile.sh"`
 	var sc []harness.Scenario
 	for _, path := range []string{"zerocopy", "copy"} {
-		vmm := `"$GOVMM" run --cpuprofile "$WORK/cpu.pprof" --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M ` +
+		vmm := `"$GOVMM" run --no-reboot --cpuprofile "$WORK/cpu.pprof" --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M ` +
 			`--net tap=tap0,mac=` + guestMAC + `,path=` + path + ` --cmdline ` + cmdline
 		sc = append(sc, harness.Scenario{Name: "profile-" + path, HostScript: profileHost(vmm), GuestFiles: files, Timeout: 3 * time.Minute, Network: true, GuestMustFinish: true})
 	}
 	if env.Mode == harness.Nested {
 		qemu := qemuCmd(cmdline, ",vhost=off", "virtio-net-pci")
-		sc = append(sc, harness.Scenario{Name: "qemu-vhost-off", HostScript: profileHost(qemu), GuestFiles: files, Timeout: 3 * time.Minute, Network: true, GuestMustFinish: true})
+		sc = append(sc, harness.Scenario{Name: "qemu-vhost-off", HostScript: profileHost(qemu), GuestFiles: files, Timeout: 3 * time.Minute, Network: true, GuestMustFinish: true, Reference: true})
 	}
 	var tb strings.Builder
 	fmt.Fprintf(&tb, "%-18s %-4s %9s   per MB moved: %s\n", "vmm", "dir", "Mbit/s", strings.Join(kvmStats, " "))

@@ -11,12 +11,14 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/govmm/govmm/devices/virtionet"
 	"github.com/govmm/govmm/vmm"
 	"github.com/govmm/govmm/vmm/boot"
+	"github.com/govmm/govmm/vmm/legacy"
 )
 
 // RunCmd is `govmm run`.
@@ -44,6 +46,16 @@ func (r *RunCmd) Run() error {
 	if err != nil {
 		return usageError{err}
 	}
+	// The guest console is written from the vCPU thread, byte by byte: a
+	// ring and a drainer keep a slow stdout reader from stalling the guest.
+	// Flushed before govmm's own last line, so that line comes after it.
+	console := legacy.NewConsoleBuffer(os.Stdout, 0)
+	cfg.Console = console
+	defer func() {
+		if err := console.Close(5 * time.Second); err != nil {
+			slog.Warn("guest console", "err", err)
+		}
+	}()
 	if r.Profile != "" {
 		stop, err := startCPUProfile(r.Profile)
 		if err != nil {

@@ -42,6 +42,8 @@ type Env struct {
 	// Nested mode only.
 	HostKernel string // L1 bzImage
 	HostBase   string // L1 base initramfs; Run appends a per-run overlay
+
+	boot func(t T, s []Scenario) []Result // tests: stands in for one test-host boot
 }
 
 // Scenario is one end-to-end step.
@@ -59,6 +61,11 @@ type Scenario struct {
 	// nested, a guest that vanished mid-run is retried like one that
 	// triple-faulted under govmm.
 	GuestMustFinish bool
+	// Reference marks a scenario run by the reference VMM (QEMU), not by
+	// govmm. Its failure in a test-host boot excuses a govmm scenario's
+	// failure in the same boot (the environment failed both), and it may
+	// itself be retried without an excuse.
+	Reference bool
 	// Network marks a scenario that creates interfaces and sends traffic.
 	// Nested, the test host is already isolated (it has no NIC); natively
 	// the script runs inside a fresh network namespace, so nothing it does
@@ -74,8 +81,12 @@ type Result struct {
 	Duration time.Duration
 	TimedOut bool
 	Values   map[string]string // "RESULT: key value..." lines: key -> rest of line
-	Retried  bool              // the first attempt's guest triple-faulted or hung in the nested host (see Run)
-	hostHung bool              // the whole test host hung before this scenario ended
+	Retried  bool              // the first attempt failed in a way the environment excused (see Run)
+	// GuestFaults are the scenario's kernel fault lines (panic, oops, BUG,
+	// lockup, RCU stall, hung task) from its guest console; HostFaults the
+	// test host kernel's while it ran (nested only). See scanFaults.
+	GuestFaults, HostFaults []string
+	hostHung                bool // the whole test host hung before this scenario ended
 }
 
 const defaultTimeout = 2 * time.Minute
@@ -340,44 +351,72 @@ func (e *Env) Run(t T, scenarios ...Scenario) []Result {
 	}
 	Retries.ran(len(scenarios))
 	results := e.run(t, scenarios)
-	// A guest that triple-faults or hangs inside the nested test host is
-	// retried, each time in a fresh test-host boot, up to nestedRetries
-	// times: L2 guests there die or hang now and then under network load
-	// whichever VMM runs them (QEMU's own virtio-net guest does too; see
-	// README "Known problems"). Then it fails like any other scenario.
-	for attempt := 1; attempt <= nestedRetries && e.Mode == Nested; attempt++ {
+	// A scenario that fails in the nested test host is retried, each time
+	// in a fresh test-host boot, up to nestedRetries times, but only with
+	// an excuse: the environment shows it failed (the whole test host hung,
+	// its kernel reported a lockup or fault, or a reference VMM's scenario
+	// failed in the same boot; see README "Known problems"). A govmm
+	// scenario without one fails now: retrying it would hide a lost
+	// interrupt or a stalled ring behind a green run.
+	boot := make([]int, len(results)) // which test-host boot produced results[i]
+	for attempt := 1; ; attempt++ {
 		var again []Scenario
 		var at []int
 		for i, r := range results {
-			if why := retryReason(scenarios[i], r); why != "" {
-				t.Logf("harness: WARNING: scenario %s: %s in the nested test host; retry %d of %d",
-					r.Name, why, attempt, nestedRetries)
-				Retries.add(r.Name, why)
-				again, at = append(again, scenarios[i]), append(at, i)
+			why := failureReason(scenarios[i], r)
+			if why == "" || boot[i] != attempt-1 {
+				continue
 			}
+			excuse := excuse(scenarios, results, boot, i)
+			switch {
+			case e.Mode != Nested || attempt > nestedRetries:
+				continue // failed for good: the caller's checks and the fault check below report it
+			case excuse == "" && !scenarios[i].Reference:
+				t.Errorf("harness: scenario %s: %s, and nothing in the environment failed with it "+
+					"(no test host hang or kernel fault, no reference VMM failing in the same boot): "+
+					"a govmm failure, not retried%s", r.Name, why, quote(append(r.GuestFaults, tail(r.Output, 5)...)))
+				Retries.refused(r.Name, why)
+				continue
+			case excuse == "":
+				excuse = "a reference VMM's own failure"
+			}
+			t.Logf("harness: WARNING: scenario %s: %s (%s); retry %d of %d in a fresh test-host boot",
+				r.Name, why, excuse, attempt, nestedRetries)
+			Retries.add(r.Name, why+"; "+excuse)
+			again, at = append(again, scenarios[i]), append(at, i)
 		}
 		if len(again) == 0 {
 			break
 		}
 		for j, r := range e.run(t, again) {
 			r.Retried = true
-			results[at[j]] = r
+			results[at[j]], boot[at[j]] = r, attempt
 		}
 	}
 	for _, r := range results {
 		t.Logf("harness: scenario %s: rc=%d timedOut=%v retried=%v in %s", r.Name, r.ExitCode, r.TimedOut,
 			r.Retried, r.Duration.Round(10*time.Millisecond))
+		if len(r.GuestFaults) > 0 {
+			t.Errorf("harness: scenario %s: the guest kernel reported a fault:%s", r.Name, quote(r.GuestFaults))
+		}
+		if len(r.HostFaults) > 0 {
+			t.Logf("harness: WARNING: scenario %s: the test host kernel reported:%s", r.Name, quote(r.HostFaults))
+			Retries.hostFault(r.Name, r.HostFaults[0])
+		}
 	}
 	return results
 }
 
-// retryReason says why a nested result earns a retry, or "" if it does not.
-func retryReason(s Scenario, r Result) string {
+// failureReason says how a result failed in a way a retry might cure, or
+// "" when it passed or failed on its own terms (exit status, checks).
+func failureReason(s Scenario, r Result) string {
 	switch {
 	case strings.Contains(r.Output, GuestCrashMarker):
 		return "the guest triple-faulted"
 	case r.hostHung:
 		return "the whole test host hung"
+	case len(r.GuestFaults) > 0:
+		return "the guest kernel reported a fault"
 	case r.TimedOut:
 		return "the guest hung (timed out)"
 	case s.GuestMustFinish && !strings.Contains(r.Output, GuestRunEndMarker):
@@ -386,12 +425,43 @@ func retryReason(s Scenario, r Result) string {
 	return ""
 }
 
+// excuse names the environment's failure behind results[i]'s, or "".
+func excuse(scenarios []Scenario, results []Result, boot []int, i int) string {
+	r := results[i]
+	switch {
+	case r.hostHung:
+		return "environment: the test host stopped making progress"
+	case len(r.HostFaults) > 0:
+		return "environment: the test host kernel reported " + strings.TrimPrefix(r.HostFaults[0], HostKmsgPrefix)
+	}
+	for j, o := range results {
+		if j != i && boot[j] == boot[i] && scenarios[j].Reference && failureReason(scenarios[j], o) != "" {
+			return "environment: reference scenario " + o.Name + " failed in the same test-host boot"
+		}
+	}
+	return ""
+}
+
+// tail returns the last n non-empty lines of s.
+func tail(s string, n int) []string {
+	var out []string
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for _, l := range lines[max(0, len(lines)-n):] {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, "| "+l)
+		}
+	}
+	return out
+}
+
 // RetryLedger counts the scenarios run and the retries taken, with their
 // reasons, so a green run says how much it leaned on retries.
 type RetryLedger struct {
-	mu        sync.Mutex
-	scenarios int
-	retries   []string
+	mu         sync.Mutex
+	scenarios  int
+	retries    []string
+	unexcused  []string
+	hostFaults []string
 }
 
 // Retries is the ledger of this test binary; TestMain prints its Summary.
@@ -409,14 +479,36 @@ func (l *RetryLedger) add(name, why string) {
 	l.retries = append(l.retries, name+": "+why)
 }
 
-// Summary is one line "retries: N of M scenarios", then one line per retry.
+func (l *RetryLedger) refused(name, why string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.unexcused = append(l.unexcused, name+": "+why)
+}
+
+func (l *RetryLedger) hostFault(name, line string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.hostFaults = append(l.hostFaults, name+": "+strings.TrimPrefix(line, HostKmsgPrefix))
+}
+
+// Summary is one line "retries: N of M scenarios", then one line per
+// retry, per failure refused a retry, and per test-host kernel fault seen.
 func (l *RetryLedger) Summary() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var b strings.Builder
 	fmt.Fprintf(&b, "retries: %d of %d scenarios", len(l.retries), l.scenarios)
+	if len(l.unexcused) > 0 {
+		fmt.Fprintf(&b, "; %d failed without an environment excuse (not retried)", len(l.unexcused))
+	}
 	for _, r := range l.retries {
 		b.WriteString("\n  retry: " + r)
+	}
+	for _, r := range l.unexcused {
+		b.WriteString("\n  failed, not retried: " + r)
+	}
+	for _, r := range l.hostFaults {
+		b.WriteString("\n  test host kernel: " + r)
 	}
 	return b.String()
 }
@@ -431,11 +523,24 @@ const GuestCrashMarker = "triple fault (KVM_EXIT_SHUTDOWN)"
 // (govmm.run=) has finished.
 const GuestRunEndMarker = "GOVMM-GUEST: run end"
 
+// run runs scenarios once (in one test-host boot when nested) and finds
+// the kernel fault lines in their output.
 func (e *Env) run(t T, scenarios []Scenario) []Result {
-	if e.Mode == Nested {
-		return e.runNested(t, scenarios)
+	var results []Result
+	switch {
+	case e.boot != nil:
+		results = e.boot(t, scenarios)
+	case e.Mode == Nested:
+		results = e.runNested(t, scenarios)
+	default:
+		results = e.runNative(t, scenarios)
 	}
-	return e.runNative(t, scenarios)
+	for i := range results {
+		r := &results[i]
+		guest, host := scanFaults(r.Output)
+		r.GuestFaults, r.HostFaults = guest, append(host, r.HostFaults...)
+	}
+	return results
 }
 
 func (e *Env) runNative(t T, scenarios []Scenario) []Result {

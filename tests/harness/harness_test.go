@@ -3,6 +3,7 @@ package harness
 import (
 	"bytes"
 	"compress/gzip"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -185,14 +186,15 @@ func alive(pid string) bool {
 	return len(fields) > 0 && fields[0] != "Z"
 }
 
-func TestRetryReasonAndSummary(t *testing.T) {
+func TestFailureReasonAndSummary(t *testing.T) {
 	must := Scenario{Name: "q", GuestMustFinish: true}
-	assert.Equal(t, "", retryReason(Scenario{}, Result{Output: "fine"}))
-	assert.Equal(t, "", retryReason(must, Result{Output: GuestRunEndMarker + " rc=0"}))
-	assert.Equal(t, "the guest triple-faulted", retryReason(Scenario{}, Result{Output: "x " + GuestCrashMarker}))
-	assert.Equal(t, "the whole test host hung", retryReason(Scenario{}, Result{TimedOut: true, hostHung: true}))
-	assert.Equal(t, "the guest hung (timed out)", retryReason(Scenario{}, Result{TimedOut: true}))
-	assert.Equal(t, "the guest vanished before its run ended", retryReason(must, Result{Output: "no end"}))
+	assert.Equal(t, "", failureReason(Scenario{}, Result{Output: "fine"}))
+	assert.Equal(t, "", failureReason(must, Result{Output: GuestRunEndMarker + " rc=0"}))
+	assert.Equal(t, "the guest triple-faulted", failureReason(Scenario{}, Result{Output: "x " + GuestCrashMarker}))
+	assert.Equal(t, "the whole test host hung", failureReason(Scenario{}, Result{TimedOut: true, hostHung: true}))
+	assert.Equal(t, "the guest hung (timed out)", failureReason(Scenario{}, Result{TimedOut: true}))
+	assert.Equal(t, "the guest vanished before its run ended", failureReason(must, Result{Output: "no end"}))
+	assert.Equal(t, "the guest kernel reported a fault", failureReason(Scenario{}, Result{GuestFaults: []string{"Oops"}}))
 
 	var l RetryLedger
 	l.ran(3)
@@ -200,4 +202,135 @@ func TestRetryReasonAndSummary(t *testing.T) {
 	l.ran(2)
 	l.add("govmm-mrg", "the guest hung (timed out)")
 	assert.Equal(t, "retries: 1 of 5 scenarios\n  retry: govmm-mrg: the guest hung (timed out)", l.Summary())
+	l.refused("zerocopy-mrg", "the guest hung (timed out)")
+	l.hostFault("lifecycle", HostKmsgPrefix+"[12.000000] watchdog: BUG: soft lockup - CPU#1 stuck for 22s!")
+	assert.Equal(t, "retries: 1 of 5 scenarios; 1 failed without an environment excuse (not retried)"+
+		"\n  retry: govmm-mrg: the guest hung (timed out)"+
+		"\n  failed, not retried: zerocopy-mrg: the guest hung (timed out)"+
+		"\n  test host kernel: lifecycle: [12.000000] watchdog: BUG: soft lockup - CPU#1 stuck for 22s!", l.Summary())
+}
+
+func TestScanFaults(t *testing.T) {
+	out := strings.Join([]string{
+		"GOVMM-GUEST: eth0 up",
+		"HEARTBEAT rx_packets 12 tx_packets 9",
+		"[    7.123456] BUG: kernel NULL pointer dereference, address: 0000000000000008",
+		"[    7.123999] Oops: 0000 [#1] PREEMPT SMP NOPTI",
+		"iperf3: the transfer stalled", // not a kernel report
+		HostKmsgPrefix + "[120.000001] watchdog: BUG: soft lockup - CPU#0 stuck for 23s! [qemu-system-x86:311]",
+		"[   30.5] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:",
+		"[   40.1] INFO: task sh:77 blocked for more than 120 seconds.",
+		"[   50.0] Kernel panic - not syncing: Fatal exception",
+	}, "\n")
+	guest, host := scanFaults(out)
+	assert.Equal(t, []string{
+		"[    7.123456] BUG: kernel NULL pointer dereference, address: 0000000000000008",
+		"[    7.123999] Oops: 0000 [#1] PREEMPT SMP NOPTI",
+		"[   30.5] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:",
+		"[   40.1] INFO: task sh:77 blocked for more than 120 seconds.",
+		"[   50.0] Kernel panic - not syncing: Fatal exception",
+	}, guest)
+	assert.Equal(t, []string{HostKmsgPrefix + "[120.000001] watchdog: BUG: soft lockup - CPU#0 stuck for 23s! [qemu-system-x86:311]"}, host)
+
+	log := filepath.Join(t.TempDir(), "k.log")
+	require.NoError(t, os.WriteFile(log, []byte("[  1.0] ok\r\n[ 99.0] rcu: INFO: rcu_sched self-detected stall on CPU\r\n"), 0o644))
+	assert.Equal(t, []string{HostKmsgPrefix + "[ 99.0] rcu: INFO: rcu_sched self-detected stall on CPU"}, hostKernelFaults(log))
+	assert.Nil(t, hostKernelFaults(filepath.Join(t.TempDir(), "missing")))
+}
+
+// recT is a harness.T that records failures instead of failing.
+type recT struct {
+	testing.TB
+	errs []string
+}
+
+func (r *recT) Errorf(f string, a ...any) { r.errs = append(r.errs, fmt.Sprintf(f, a...)) }
+func (r *recT) Logf(string, ...any)       {}
+
+// The retry policy: a govmm scenario is retried only with an environment
+// excuse; otherwise it fails at once, and a guest kernel fault always
+// fails.
+func TestRunRetryPolicy(t *testing.T) {
+	type attempt map[string]Result // scenario name -> result of that boot
+	cases := []struct {
+		name     string
+		sc       []Scenario
+		boots    []attempt
+		wantRuns int
+		wantErr  string // substring of the one failure, "" for none
+		retries  int
+	}{
+		{
+			name: "govmm hang alone fails without retry",
+			sc:   []Scenario{{Name: "g"}},
+			boots: []attempt{
+				{"g": {TimedOut: true, Output: "last words"}},
+			},
+			wantRuns: 1, wantErr: "g: the guest hung (timed out), and nothing in the environment failed",
+		},
+		{
+			name: "govmm hang with the reference failing in the same boot is retried",
+			sc:   []Scenario{{Name: "g"}, {Name: "q", Reference: true, GuestMustFinish: true}},
+			boots: []attempt{
+				{"g": {TimedOut: true}, "q": {Output: "no end marker"}},
+				{"g": {}, "q": {Output: GuestRunEndMarker}},
+			},
+			wantRuns: 2, retries: 2,
+		},
+		{
+			name: "an L1 soft lockup excuses a retry",
+			sc:   []Scenario{{Name: "g"}},
+			boots: []attempt{
+				{"g": {TimedOut: true, Output: HostKmsgPrefix + "[5.0] watchdog: BUG: soft lockup - CPU#1 stuck for 22s!"}},
+				{"g": {}},
+			},
+			wantRuns: 2, retries: 1,
+		},
+		{
+			name: "a whole-host hang excuses a retry, twice at most",
+			sc:   []Scenario{{Name: "g"}},
+			boots: []attempt{
+				{"g": {TimedOut: true, hostHung: true}},
+				{"g": {TimedOut: true, hostHung: true}},
+				{"g": {TimedOut: true, hostHung: true}},
+			},
+			wantRuns: 3, retries: 2,
+		},
+		{
+			name: "a guest oops fails and is quoted",
+			sc:   []Scenario{{Name: "g"}},
+			boots: []attempt{
+				{"g": {Output: "[ 3.1] Oops: 0002 [#1] SMP"}},
+			},
+			wantRuns: 1, wantErr: "[ 3.1] Oops: 0002 [#1] SMP",
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			Retries = RetryLedger{}
+			runs := 0
+			e := &Env{Mode: Nested, boot: func(_ T, s []Scenario) []Result {
+				require.Less(t, runs, len(c.boots), "more test-host boots than expected")
+				var out []Result
+				for _, sc := range s {
+					r := c.boots[runs][sc.Name]
+					r.Name = sc.Name
+					out = append(out, r)
+				}
+				runs++
+				return out
+			}}
+			rt := &recT{TB: t}
+			e.Run(rt, c.sc...)
+			assert.Equal(t, c.wantRuns, runs, "test-host boots")
+			assert.Len(t, Retries.retries, c.retries, Retries.Summary())
+			if c.wantErr == "" {
+				assert.Empty(t, rt.errs)
+			} else {
+				require.NotEmpty(t, rt.errs)
+				assert.Contains(t, strings.Join(rt.errs, "\n"), c.wantErr)
+			}
+		})
+	}
+	Retries = RetryLedger{}
 }

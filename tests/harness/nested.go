@@ -47,6 +47,7 @@ func (e *Env) runNested(t T, scenarios []Scenario) []Result {
 		// more, and say so. A second death is reported as a failure.
 		t.Logf("harness: WARNING: test host died without finishing (%v); retrying the whole boot once (first log kept as %s.1)", err, logPath)
 		_ = os.Rename(logPath, logPath+".1")
+		_ = os.Rename(hostKernelLog(logPath), hostKernelLog(logPath)+".1")
 		output, hung, err = e.bootTestHost(t, initrd, timeout, logPath)
 	}
 	if err != nil {
@@ -63,6 +64,10 @@ func (e *Env) runNested(t T, scenarios []Scenario) []Result {
 		t.Logf("harness: warning: test host reported no /dev/kvm")
 	}
 
+	var hungFaults []string
+	if hung != "" {
+		hungFaults = hostKernelFaults(hostKernelLog(logPath))
+	}
 	segs := splitScenarios(output)
 	results := make([]Result, 0, len(scenarios))
 	for _, s := range scenarios {
@@ -81,9 +86,17 @@ func (e *Env) runNested(t T, scenarios []Scenario) []Result {
 			r.Duration = time.Duration(seg.Secs * float64(time.Second))
 		}
 		r.Values = ParseValues(r.Output)
+		if s.Name == hung {
+			r.HostFaults = hungFaults // the rest: scanned by run
+		}
 		results = append(results, r)
 	}
 	return results
+}
+
+// hostKernelLog is where the test host's kernel console is written.
+func hostKernelLog(serialLog string) string {
+	return strings.TrimSuffix(serialLog, ".log") + ".kernel.log"
 }
 
 // nestedInitrd writes base.cpio.gz followed by an overlay with the driver, govmm and the scenarios: QEMU
@@ -148,8 +161,12 @@ func (e *Env) bootTestHost(t T, initrd string, timeout time.Duration, logPath st
 
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	// The L1 kernel console goes to a second serial port, a file: it never
+	// mixes with the scenarios' output, and holds the last words of a hung
+	// test host (its init copies errors into the stream too, see testhost-init).
 	args := append(append([]string{}, TestHostQEMUArgs...),
-		"-kernel", e.HostKernel, "-initrd", initrd, "-append", "console=ttyS0 panic=-1 quiet")
+		"-serial", "file:"+hostKernelLog(logPath),
+		"-kernel", e.HostKernel, "-initrd", initrd, "-append", "console=ttyS1 panic=-1 quiet")
 	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
 	killGroupOnCancel(cmd)
 	stdout, err := cmd.StdoutPipe()

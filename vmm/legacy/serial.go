@@ -93,12 +93,14 @@ type Serial struct {
 	thrPending              bool // THRE interrupt pending (see updateTHRI)
 	rx                      []byte
 	irqHigh                 bool
-	outErr, irqErr          bool // failure already logged
+	outErr, irqErr          bool    // failure already logged
+	txByte                  [1]byte // THR byte handed to out: no allocation per byte
 }
 
 // NewSerial returns a UART that writes transmitted bytes to out and drives
 // irq (either may be nil). Writes to out happen with the device lock held,
-// on the vCPU thread: a slow writer stalls the guest's console, not others.
+// on the vCPU thread, one byte each: give it a ConsoleBuffer, not a file,
+// so a slow reader does not stall the guest.
 func NewSerial(out io.Writer, irq IRQLine) *Serial {
 	if out == nil {
 		out = io.Discard
@@ -246,9 +248,12 @@ func (s *Serial) transmit(v byte) {
 		} else {
 			s.lsrErr |= lsrOE
 		}
-	} else if _, err := s.out.Write([]byte{v}); err != nil && !s.outErr {
-		s.outErr = true // log once; a dead console must not flood the log
-		slog.Warn("serial: output write failed, dropping output", "err", err)
+	} else {
+		s.txByte[0] = v
+		if _, err := s.out.Write(s.txByte[:]); err != nil && !s.outErr {
+			s.outErr = true // log once; a dead console must not flood the log
+			slog.Warn("serial: output write failed, dropping output", "err", err)
+		}
 	}
 	s.thrPending = s.ier&ierETBEI != 0
 }
