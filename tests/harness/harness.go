@@ -367,6 +367,10 @@ func (e *Env) Run(t T, scenarios ...Scenario) []Result {
 			if why == "" || boot[i] != attempt-1 {
 				continue
 			}
+			if v := StallVerdict(r.Output); r.TimedOut && v != "" {
+				t.Logf("harness: scenario %s: stall verdict: %s", r.Name, v)
+				why += " [" + strings.SplitN(v, ";", 2)[0] + "]"
+			}
 			excuse := excuse(scenarios, results, boot, i)
 			switch {
 			case e.Mode != Nested || attempt > nestedRetries:

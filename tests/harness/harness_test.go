@@ -334,3 +334,34 @@ func TestRunRetryPolicy(t *testing.T) {
 	}
 	Retries = RetryLedger{}
 }
+
+func TestStallVerdict(t *testing.T) {
+	hb := func(rx, tx, ri, ti int) string {
+		return fmt.Sprintf("HEARTBEAT rx_packets %d tx_packets %d irqs virtio0-input.0 %d virtio0-output.0 %d", rx, tx, ri, ti)
+	}
+	dump := func(rxSent, txSent, txAvail, txUsed int) string {
+		return fmt.Sprintf("govmm: state dump (SIGUSR1)\nnet0 (tap tap0, ixgbe-zerocopy):\n"+
+			"  rx: next_avail=10 next_used=8 in_flight=2 size=256 avail.idx=300 used.idx=44 avail.flags=0 used.flags=0; interrupts sent %d; lent to the model 2\n"+
+			"  tx: size=256 avail.idx=%d used.idx=%d avail.flags=1 used.flags=0; interrupts sent %d; completions not yet published 0", rxSent, txAvail, txUsed, txSent)
+	}
+	cases := []struct{ out, want string }{
+		{"nothing here", ""},
+		{dump(5, 5, 1, 1), "the guest never started its heartbeat"},
+		{hb(1, 1, 1, 1), "no govmm state dump"},
+		{hb(1, 1, 1, 1) + "\n" + hb(9, 9, 4, 4) + "\n" + dump(4, 4, 9, 9), "still moved"},
+		{hb(9, 9, 4, 4) + "\n" + hb(9, 9, 4, 4) + "\n" + dump(6, 4, 9, 9), "interrupt lost or still pending"},
+		{hb(9, 9, 4, 4) + "\n" + hb(9, 9, 4, 4) + "\n" + dump(4, 4, 12, 9), "device stuck: 3 frames"},
+		{hb(9, 9, 4, 4) + "\n" + hb(9, 9, 4, 4) + "\n" + dump(4, 4, 9, 9), "guest stuck"},
+	}
+	for _, c := range cases {
+		v := StallVerdict(c.out)
+		if c.want == "" {
+			assert.Empty(t, v)
+			continue
+		}
+		assert.Contains(t, v, c.want, c.out)
+	}
+	v := StallVerdict(hb(9, 9, 4, 4) + "\n" + hb(9, 9, 4, 4) + "\n" + dump(6, 4, 9, 9))
+	assert.Contains(t, v, "govmm: sent rx/tx interrupts 6/4")
+	assert.Contains(t, v, "guest: rx_packets 9 tx_packets 9, took rx/tx interrupts 4/4")
+}
