@@ -365,3 +365,21 @@ func TestStallVerdict(t *testing.T) {
 	assert.Contains(t, v, "govmm: sent rx/tx interrupts 6/4")
 	assert.Contains(t, v, "guest: rx_packets 9 tx_packets 9, took rx/tx interrupts 4/4")
 }
+
+// The images' init scripts run as PID 1, where a syntax error is a kernel
+// panic at boot: parse them here first.
+func TestImageScriptsParse(t *testing.T) {
+	root, err := repoRoot()
+	require.NoError(t, err)
+	for _, f := range []string{"testhost-init", "guest-init", "lib.sh", "build", "build-testhost"} {
+		path := filepath.Join(root, "guest-images", f)
+		src, err := os.ReadFile(path)
+		require.NoError(t, err)
+		shell := "sh" // busybox sh in the images; dash here is as strict
+		if strings.HasPrefix(string(src), "#!/bin/bash") || strings.HasPrefix(string(src), "#!/usr/bin/env bash") || f == "lib.sh" {
+			shell = "bash"
+		}
+		out, err := exec.Command(shell, "-n", path).CombinedOutput()
+		assert.NoError(t, err, "%s: %s", f, out)
+	}
+}
