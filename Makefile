@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 
-.PHONY: demo test unit fuzz e2e build images testhost bench profile experiment clean lint
+.PHONY: demo test unit fuzz e2e build images testhost bench profile experiment stability clean lint
 
 ## demo: install deps, build images and govmm, boot a guest (natively or in the nested test host) and show its console
 demo:
@@ -43,6 +43,13 @@ profile:
 experiment:
 	scripts/install-deps
 	GOVMM_EXPERIMENT='$(EXPERIMENT)' GOVMM_EXPERIMENT_ROUNDS='$(or $(ROUNDS),1)' $(GO) test -count=1 -timeout 60m -run TestExperiment -v ./tests/
+
+## stability: boot the nested test host BOOTS times (default 20) with a short govmm and QEMU network run each,
+## no retries, and print the failure rates; QEMU=PATH picks the test host's own QEMU (e.g. QEMU 10),
+## L1KERNEL=linux-image-VER its kernel (e.g. 6.12 from bookworm-backports)
+stability:
+	scripts/install-deps
+	GOVMM_STABILITY='$(or $(BOOTS),20)' GOVMM_TESTHOST_QEMU='$(QEMU)' GOVMM_TESTHOST_KERNEL='$(L1KERNEL)' $(GO) test -count=1 -timeout 300m -run TestHostStability -v ./tests/
 
 build:
 	CGO_ENABLED=0 $(GO) build -o bin/govmm ./cmd/govmm

@@ -52,6 +52,11 @@ fetch_kernel() {
 		log "downloading kernel package $KPKG…"
 		(cd "$DL" && apt-get download -q "$KPKG" 2>&1 | grep -v unsandboxed >&2 || true)
 		KDEB=$(ls -t "$DL/${KPKG}"_*.deb 2>/dev/null | head -1 || true)
+		if [ -z "$KDEB" ]; then
+			log "$KPKG is not in this machine's suites; trying bookworm-backports…"
+			(cd "$DL" && apt_backports download -q "$KPKG" 2>&1 | grep -v unsandboxed >&2 || true)
+			KDEB=$(ls -t "$DL/${KPKG}"_*.deb 2>/dev/null | head -1 || true)
+		fi
 		[ -n "$KDEB" ] || die "apt-get download $KPKG failed"
 	fi
 	KROOT=$DL/kroot-$KVER
@@ -63,6 +68,20 @@ fetch_kernel() {
 		touch "$KROOT/.done"
 	fi
 	[ -f "$KROOT/boot/vmlinuz-$KVER" ] || die "no vmlinuz-$KVER in $KDEB"
+}
+
+# apt_backports ARGS... runs apt-get against Debian bookworm-backports only, through a private sources
+# list and state under $CACHE/apt-bpo (the machine's own apt configuration is left alone), on the
+# mirror of the machine's own sources. Its lists are fetched on first use.
+apt_backports() {
+	local d=$CACHE/apt-bpo mirror
+	mirror=$(awk '/^URIs:/{print $2; exit} /^deb /{for(i=2;i<=NF;i++) if ($i ~ /^http/) {print $i; exit}}' \
+		/etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | head -1)
+	mkdir -p "$d/lists/partial" "$d/cache/archives/partial"
+	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror:-http://deb.debian.org/debian} bookworm-backports main" >"$d/sources.list"
+	local opts=(-o "Dir::Etc::sourcelist=$d/sources.list" -o "Dir::Etc::sourceparts=-" -o "Dir::State::Lists=$d/lists" -o "Dir::Cache=$d/cache")
+	[ -n "$(ls "$d/lists" 2>/dev/null | grep -v partial)" ] || apt-get "${opts[@]}" update -qq
+	apt-get "${opts[@]}" "$@"
 }
 
 # mod_paths MOD... prints the module files needed for MODs (dependencies first), each once.

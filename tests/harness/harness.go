@@ -153,7 +153,7 @@ func setup(t T) (*Env, error) {
 	env.Initrd = filepath.Join(env.Cache, "guest", "initramfs.cpio.gz")
 
 	kvmErr := openKVM()
-	_, qemuErr := exec.LookPath("qemu-system-x86_64")
+	_, qemuErr := exec.LookPath(TestHostQEMU())
 	forced := Mode(os.Getenv("GOVMM_E2E_MODE"))
 	switch {
 	case forced != "" && forced != Native && forced != Nested:
@@ -178,8 +178,14 @@ func setup(t T) (*Env, error) {
 		if err := runLogged(t, "testhost", 15*time.Minute, filepath.Join(repo, "guest-images", "build-testhost")); err != nil {
 			return nil, fmt.Errorf("guest-images/build-testhost: %w", err)
 		}
-		env.HostKernel = filepath.Join(env.Cache, "testhost", "bzImage")
-		env.HostBase = filepath.Join(env.Cache, "testhost", "base.cpio.gz")
+		// GOVMM_TESTHOST_KERNEL=linux-image-VER: that L1 kernel, built by
+		// build-testhost into its own directory (the stability study).
+		dir := "testhost"
+		if k := os.Getenv("GOVMM_TESTHOST_KERNEL"); k != "" {
+			dir += "-" + strings.TrimPrefix(k, "linux-image-")
+		}
+		env.HostKernel = filepath.Join(env.Cache, dir, "bzImage")
+		env.HostBase = filepath.Join(env.Cache, dir, "base.cpio.gz")
 	}
 	return env, nil
 }
@@ -409,6 +415,31 @@ func (e *Env) Run(t T, scenarios ...Scenario) []Result {
 		}
 	}
 	return results
+}
+
+// RunOnce runs the scenarios once, in one test-host boot when nested,
+// with no retry and no verdict: for studies of the environment itself
+// (TestHostStability), which count what Run would retry or fail.
+func (e *Env) RunOnce(t T, scenarios ...Scenario) []Result {
+	t.Helper()
+	for i := range scenarios {
+		if scenarios[i].Timeout <= 0 {
+			scenarios[i].Timeout = defaultTimeout
+		}
+	}
+	return e.run(t, scenarios)
+}
+
+// Outcome classifies a result for a study: "ok", or the failure Run would
+// have retried or failed.
+func Outcome(s Scenario, r Result) string {
+	if why := failureReason(s, r); why != "" {
+		return why
+	}
+	if r.ExitCode != 0 {
+		return fmt.Sprintf("exit status %d", r.ExitCode)
+	}
+	return "ok"
 }
 
 // failureReason says how a result failed in a way a retry might cure, or

@@ -26,6 +26,16 @@ var TestHostQEMUArgs = []string{
 	"-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
 }
 
+// TestHostQEMU is the QEMU that boots the test host: $GOVMM_TESTHOST_QEMU
+// (e.g. QEMU 10 extracted from bookworm-backports, for the stability study)
+// or qemu-system-x86_64 from PATH.
+func TestHostQEMU() string {
+	if q := os.Getenv("GOVMM_TESTHOST_QEMU"); q != "" {
+		return q
+	}
+	return "qemu-system-x86_64"
+}
+
 func (e *Env) runNested(t T, scenarios []Scenario) []Result {
 	t.Helper()
 	dir := t.TempDir()
@@ -167,7 +177,7 @@ func (e *Env) bootTestHost(t T, initrd string, timeout time.Duration, logPath st
 	args := append(append([]string{}, TestHostQEMUArgs...),
 		"-serial", "file:"+hostKernelLog(logPath),
 		"-kernel", e.HostKernel, "-initrd", initrd, "-append", "console=ttyS1 panic=-1 quiet")
-	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
+	cmd := exec.CommandContext(ctx, TestHostQEMU(), args...)
 	killGroupOnCancel(cmd)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
