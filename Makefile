@@ -45,7 +45,7 @@ experiment:
 	GOVMM_EXPERIMENT='$(EXPERIMENT)' GOVMM_EXPERIMENT_ROUNDS='$(or $(ROUNDS),1)' $(GO) test -count=1 -timeout 60m -run TestExperiment -v ./tests/
 
 ## stability: boot the nested test host BOOTS times (default 20) with a short govmm and QEMU network run each,
-## no retries, and print the failure rates; QEMU=PATH picks the test host's own QEMU (e.g. QEMU 10),
+## no retries, and print the failure rates; QEMU=PATH picks the test host's own QEMU (QEMU=system: 7.2),
 ## L1KERNEL=linux-image-VER its kernel (e.g. 6.12 from bookworm-backports)
 stability:
 	scripts/install-deps

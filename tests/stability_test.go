@@ -63,7 +63,8 @@ func (s *studyT) Logf(f string, a ...any) {
 // (zero-copy) and under QEMU vhost=off, with no retries, and prints what
 // happened in each boot and the rates: triple faults, hangs, guests that
 // vanished, guest and test-host kernel faults. GOVMM_TESTHOST_QEMU picks
-// the QEMU that runs the test host, so two L0 QEMUs can be compared.
+// the QEMU that runs the test host ("system" for this machine's), so two
+// L0 QEMUs can be compared.
 func TestHostStability(t *testing.T) {
 	boots, _ := strconv.Atoi(os.Getenv("GOVMM_STABILITY"))
 	if boots <= 0 {
@@ -113,7 +114,7 @@ func TestHostStability(t *testing.T) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	fmt.Fprintf(&table, "test-host QEMU: %s; %d boots in %s\n", harness.TestHostQEMU(), boots, time.Since(start).Round(time.Second))
+	fmt.Fprintf(&table, "test-host QEMU: %s; %d boots in %s\n", env.HostQEMU, boots, time.Since(start).Round(time.Second))
 	for _, k := range keys {
 		fmt.Fprintf(&table, "  %-60s %3d of %d (%.0f%%)\n", k, counts[k], boots, 100*float64(counts[k])/float64(boots))
 	}

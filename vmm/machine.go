@@ -172,13 +172,14 @@ func (m *Machine) createVCPUs() error {
 	if err != nil {
 		return err
 	}
+	tscDeadline := m.sys.TSCDeadlineTimer()
 	for id := 0; id < m.cfg.CPUs; id++ {
 		c, err := m.vm.CreateVCPU(id)
 		if err != nil {
 			return err
 		}
 		m.vcpus = append(m.vcpus, c)
-		if err := c.SetCPUID(cpuidFor(supported, id, m.cfg.CPUs)); err != nil {
+		if err := c.SetCPUID(cpuidFor(supported, id, m.cfg.CPUs, tscDeadline)); err != nil {
 			return err
 		}
 		if err := c.SetupLAPIC(); err != nil {

@@ -42,6 +42,7 @@ type Env struct {
 	// Nested mode only.
 	HostKernel string // L1 bzImage
 	HostBase   string // L1 base initramfs; Run appends a per-run overlay
+	HostQEMU   string // the QEMU that runs the test host (see pickHostQEMU)
 
 	boot func(t T, s []Scenario) []Result // tests: stands in for one test-host boot
 }
@@ -153,7 +154,7 @@ func setup(t T) (*Env, error) {
 	env.Initrd = filepath.Join(env.Cache, "guest", "initramfs.cpio.gz")
 
 	kvmErr := openKVM()
-	_, qemuErr := exec.LookPath(TestHostQEMU())
+	_, qemuErr := exec.LookPath("qemu-system-x86_64")
 	forced := Mode(os.Getenv("GOVMM_E2E_MODE"))
 	switch {
 	case forced != "" && forced != Native && forced != Nested:
@@ -186,6 +187,9 @@ func setup(t T) (*Env, error) {
 		}
 		env.HostKernel = filepath.Join(env.Cache, dir, "bzImage")
 		env.HostBase = filepath.Join(env.Cache, dir, "base.cpio.gz")
+		var why string
+		env.HostQEMU, why = env.pickHostQEMU(t)
+		t.Logf("harness: test host QEMU: %s (%s)", env.HostQEMU, why)
 	}
 	return env, nil
 }
@@ -497,6 +501,7 @@ type RetryLedger struct {
 	retries    []string
 	unexcused  []string
 	hostFaults []string
+	hostDeaths []string
 }
 
 // Retries is the ledger of this test binary; TestMain prints its Summary.
@@ -520,6 +525,19 @@ func (l *RetryLedger) refused(name, why string) {
 	l.unexcused = append(l.unexcused, name+": "+why)
 }
 
+// hostDied records a test-host boot that died (the L1 reset with no
+// kernel message, QEMU exited) and was run again whole, with what had
+// already failed in it.
+func (l *RetryLedger) hostDied(test string, failed []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	d := test
+	if len(failed) > 0 {
+		d += " (in that boot: " + strings.Join(failed, "; ") + ")"
+	}
+	l.hostDeaths = append(l.hostDeaths, d)
+}
+
 func (l *RetryLedger) hostFault(name, line string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -535,6 +553,12 @@ func (l *RetryLedger) Summary() string {
 	fmt.Fprintf(&b, "retries: %d of %d scenarios", len(l.retries), l.scenarios)
 	if len(l.unexcused) > 0 {
 		fmt.Fprintf(&b, "; %d failed without an environment excuse (not retried)", len(l.unexcused))
+	}
+	if len(l.hostDeaths) > 0 {
+		fmt.Fprintf(&b, "; %d test-host boots died and ran again", len(l.hostDeaths))
+	}
+	for _, d := range l.hostDeaths {
+		b.WriteString("\n  test host died: " + d)
 	}
 	for _, r := range l.retries {
 		b.WriteString("\n  retry: " + r)

@@ -208,6 +208,13 @@ func TestFailureReasonAndSummary(t *testing.T) {
 		"\n  retry: govmm-mrg: the guest hung (timed out)"+
 		"\n  failed, not retried: zerocopy-mrg: the guest hung (timed out)"+
 		"\n  test host kernel: lifecycle: [12.000000] watchdog: BUG: soft lockup - CPU#1 stuck for 22s!", l.Summary())
+
+	var d RetryLedger
+	d.ran(2)
+	out := "SCENARIO-BEGIN a\nx " + GuestCrashMarker + "\nSCENARIO-END a rc=1 secs=3.00\nSCENARIO-BEGIN b\nHEARTBEAT rx_packets 1 tx_packets 1"
+	d.hostDied("TestZeroCopy", diedBootFailures([]Scenario{{Name: "a"}, {Name: "b"}, {Name: "c"}}, out))
+	assert.Equal(t, "retries: 0 of 2 scenarios; 1 test-host boots died and ran again"+
+		"\n  test host died: TestZeroCopy (in that boot: a: the guest triple-faulted; b: running when the host died)", d.Summary())
 }
 
 func TestScanFaults(t *testing.T) {

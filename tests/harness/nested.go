@@ -26,14 +26,29 @@ var TestHostQEMUArgs = []string{
 	"-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
 }
 
-// TestHostQEMU is the QEMU that boots the test host: $GOVMM_TESTHOST_QEMU
-// (e.g. QEMU 10 extracted from bookworm-backports, for the stability study)
-// or qemu-system-x86_64 from PATH.
-func TestHostQEMU() string {
-	if q := os.Getenv("GOVMM_TESTHOST_QEMU"); q != "" {
-		return q
+// pickHostQEMU chooses the QEMU that boots the test host: $GOVMM_TESTHOST_QEMU
+// if set ("system": qemu-system-x86_64 from PATH), else QEMU 10 from Debian
+// bookworm-backports, extracted into the cache by
+// guest-images/fetch-qemu-backports (the steadier test host measured; see
+// README "Known problems"), else the machine's own QEMU as the fallback.
+func (e *Env) pickHostQEMU(t T) (path, why string) {
+	switch q := os.Getenv("GOVMM_TESTHOST_QEMU"); q {
+	case "system":
+		return "qemu-system-x86_64", "GOVMM_TESTHOST_QEMU=system"
+	case "":
+	default:
+		return q, "GOVMM_TESTHOST_QEMU"
 	}
-	return "qemu-system-x86_64"
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(e.Repo, "guest-images", "fetch-qemu-backports"))
+	killGroupOnCancel(cmd)
+	out, err := cmd.Output()
+	if p := strings.TrimSpace(string(out)); err == nil && p != "" {
+		return p, "QEMU from bookworm-backports"
+	}
+	t.Logf("harness: WARNING: QEMU from bookworm-backports unavailable (%v); the test host runs on this machine's qemu-system-x86_64", err)
+	return "qemu-system-x86_64", "fallback: this machine's QEMU"
 }
 
 func (e *Env) runNested(t T, scenarios []Scenario) []Result {
@@ -56,6 +71,7 @@ func (e *Env) runNested(t T, scenarios []Scenario) []Result {
 		// exits). That is the environment, not the scenario: boot once
 		// more, and say so. A second death is reported as a failure.
 		t.Logf("harness: WARNING: test host died without finishing (%v); retrying the whole boot once (first log kept as %s.1)", err, logPath)
+		Retries.hostDied(t.Name(), diedBootFailures(scenarios, output))
 		_ = os.Rename(logPath, logPath+".1")
 		_ = os.Rename(hostKernelLog(logPath), hostKernelLog(logPath)+".1")
 		output, hung, err = e.bootTestHost(t, initrd, timeout, logPath)
@@ -102,6 +118,27 @@ func (e *Env) runNested(t T, scenarios []Scenario) []Result {
 		results = append(results, r)
 	}
 	return results
+}
+
+// diedBootFailures lists what had already failed in a test-host boot that
+// died, so the ledger keeps it even though the whole boot runs again.
+func diedBootFailures(scenarios []Scenario, output string) []string {
+	segs := splitScenarios(output)
+	var out []string
+	for _, s := range scenarios {
+		seg := segs[s.Name]
+		if seg == nil {
+			continue
+		}
+		r := Result{Output: seg.Output, TimedOut: seg.TimedOut}
+		r.GuestFaults, _ = scanFaults(seg.Output)
+		if !seg.Ended {
+			out = append(out, s.Name+": running when the host died")
+		} else if why := failureReason(s, r); why != "" {
+			out = append(out, s.Name+": "+why)
+		}
+	}
+	return out
 }
 
 // hostKernelLog is where the test host's kernel console is written.
@@ -171,13 +208,18 @@ func (e *Env) bootTestHost(t T, initrd string, timeout time.Duration, logPath st
 
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	// The L1 kernel console goes to a second serial port, a file: it never
-	// mixes with the scenarios' output, and holds the last words of a hung
-	// test host (its init copies errors into the stream too, see testhost-init).
+	// The L1 kernel console goes to a second serial port, a file, at full
+	// verbosity: it never mixes with the scenarios' output, and holds the
+	// last words of a hung test host, backtraces included (its init copies
+	// errors into the stream too, see testhost-init).
 	args := append(append([]string{}, TestHostQEMUArgs...),
 		"-serial", "file:"+hostKernelLog(logPath),
-		"-kernel", e.HostKernel, "-initrd", initrd, "-append", "console=ttyS1 panic=-1 quiet")
-	cmd := exec.CommandContext(ctx, TestHostQEMU(), args...)
+		"-kernel", e.HostKernel, "-initrd", initrd, "-append", "console=ttyS1 panic=-1 loglevel=7 edd=off")
+	qemu := e.HostQEMU
+	if qemu == "" {
+		qemu = "qemu-system-x86_64"
+	}
+	cmd := exec.CommandContext(ctx, qemu, args...)
 	killGroupOnCancel(cmd)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

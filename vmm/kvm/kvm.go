@@ -37,6 +37,8 @@ const (
 	capPIT2        = 33
 	capIOEventFD   = 36
 	capImmediateEx = 136
+
+	capTSCDeadline = 72 // optional: KVM_CAP_TSC_DEADLINE_TIMER
 )
 
 // System is an open /dev/kvm.
@@ -84,6 +86,14 @@ func Open(path string) (*System, error) {
 
 func (s *System) checkExtension(c uintptr) (uintptr, error) {
 	return gokvm.Ioctl(s.f.Fd(), gokvm.IIO(0x03), c)
+}
+
+// TSCDeadlineTimer reports KVM_CAP_TSC_DEADLINE_TIMER: the in-kernel LAPIC
+// emulates IA32_TSC_DEADLINE. KVM_GET_SUPPORTED_CPUID leaves its CPUID bit
+// clear even then; the VMM sets it.
+func (s *System) TSCDeadlineTimer() bool {
+	r, err := s.checkExtension(capTSCDeadline)
+	return err == nil && r != 0
 }
 
 // Close closes /dev/kvm (VMs keep their own descriptors).
