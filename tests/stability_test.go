@@ -3,6 +3,7 @@ package tests
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -88,6 +89,11 @@ func TestHostStability(t *testing.T) {
 	for b := 1; b <= boots; b++ {
 		st := &studyT{T: t}
 		res := env.RunOnce(st, sc...)
+		// Each boot's serial and kernel logs are kept: the next boot reuses the names.
+		for _, f := range []string{"TestHostStability.log", "TestHostStability.kernel.log"} {
+			p := filepath.Join(env.Cache, "logs", f)
+			_ = os.Rename(p, strings.Replace(p, ".log", fmt.Sprintf("-boot%02d.log", b), 1))
+		}
 		var row []string
 		for i, r := range res {
 			o := harness.Outcome(sc[i], r)
