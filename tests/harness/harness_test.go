@@ -304,6 +304,15 @@ func TestRunRetryPolicy(t *testing.T) {
 			wantRuns: 3, retries: 2,
 		},
 		{
+			name: "a govmm triple fault alone is retried, counted apart",
+			sc:   []Scenario{{Name: "g"}},
+			boots: []attempt{
+				{"g": {Output: "x " + GuestCrashMarker}},
+				{"g": {}},
+			},
+			wantRuns: 2, retries: 1,
+		},
+		{
 			name: "a guest oops fails and is quoted",
 			sc:   []Scenario{{Name: "g"}},
 			boots: []attempt{
@@ -331,6 +340,9 @@ func TestRunRetryPolicy(t *testing.T) {
 			e.Run(rt, c.sc...)
 			assert.Equal(t, c.wantRuns, runs, "test-host boots")
 			assert.Len(t, Retries.retries, c.retries, Retries.Summary())
+			if strings.HasPrefix(c.name, "a govmm triple fault") {
+				assert.Contains(t, Retries.Summary(), "(1 of them govmm triple faults with no environment excuse)")
+			}
 			if c.wantErr == "" {
 				assert.Empty(t, rt.errs)
 			} else {
