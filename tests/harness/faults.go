@@ -43,13 +43,11 @@ func hostKernelFaults(path string) []string {
 	if err != nil {
 		return nil
 	}
-	var out []string
-	for _, line := range strings.Split(cleanLine(string(b)), "\n") {
-		if faultRE.MatchString(line) {
-			out = append(out, HostKmsgPrefix+strings.TrimSpace(line))
-		}
+	lines, _ := scanFaults(cleanLine(string(b))) // the file has no prefix
+	for i := range lines {
+		lines[i] = HostKmsgPrefix + lines[i]
 	}
-	return out
+	return lines
 }
 
 // quote joins up to five fault lines for a failure message.

@@ -355,9 +355,6 @@ func (e *Env) Run(t T, scenarios ...Scenario) []Result {
 			t.Fatalf("harness: scenario name %q must match %s and be unique", s.Name, nameRE)
 		}
 		seen[s.Name] = true
-		if s.Timeout <= 0 {
-			s.Timeout = defaultTimeout
-		}
 	}
 	Retries.ran(len(scenarios))
 	results := e.run(t, scenarios)
@@ -390,8 +387,7 @@ func (e *Env) Run(t T, scenarios ...Scenario) []Result {
 				// CPU-state failure, not a lost interrupt or a stalled ring,
 				// and its cause in the nested host is open (README "Known
 				// problems"). Counted apart, so it is never silent.
-				excuse = "NOT excused: a govmm guest triple fault in the nested test host, cause open"
-				Retries.tripleFault(r.Name)
+				excuse = tripleFaultExcuse
 			case excuse == "" && !scenarios[i].Reference:
 				t.Errorf("harness: scenario %s: %s, and nothing in the environment failed with it "+
 					"(no test host hang or kernel fault, no reference VMM failing in the same boot): "+
@@ -433,11 +429,6 @@ func (e *Env) Run(t T, scenarios ...Scenario) []Result {
 // (TestHostStability), which count what Run would retry or fail.
 func (e *Env) RunOnce(t T, scenarios ...Scenario) []Result {
 	t.Helper()
-	for i := range scenarios {
-		if scenarios[i].Timeout <= 0 {
-			scenarios[i].Timeout = defaultTimeout
-		}
-	}
 	return e.run(t, scenarios)
 }
 
@@ -509,14 +500,11 @@ type RetryLedger struct {
 	unexcused  []string
 	hostFaults []string
 	hostDeaths []string
-	triples    int // retries of govmm triple faults without an excuse
 }
 
-func (l *RetryLedger) tripleFault(string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.triples++
-}
+// tripleFaultExcuse is the retry reason of a govmm triple fault that
+// nothing in the environment excused; Summary counts them from it.
+const tripleFaultExcuse = "NOT excused: a govmm guest triple fault in the nested test host, cause open"
 
 // Retries is the ledger of this test binary; TestMain prints its Summary.
 var Retries RetryLedger
@@ -558,15 +546,22 @@ func (l *RetryLedger) hostFault(name, line string) {
 	l.hostFaults = append(l.hostFaults, name+": "+strings.TrimPrefix(line, HostKmsgPrefix))
 }
 
-// Summary is one line "retries: N of M scenarios", then one line per
-// retry, per failure refused a retry, and per test-host kernel fault seen.
+// Summary is one line "retries: N of M scenarios" with the unexcused
+// triple faults, refusals and test-host deaths among them, then one line
+// per death, retry, failure refused a retry, and test-host kernel fault.
 func (l *RetryLedger) Summary() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var b strings.Builder
 	fmt.Fprintf(&b, "retries: %d of %d scenarios", len(l.retries), l.scenarios)
-	if l.triples > 0 {
-		fmt.Fprintf(&b, " (%d of them govmm triple faults with no environment excuse)", l.triples)
+	triples := 0
+	for _, r := range l.retries {
+		if strings.HasSuffix(r, tripleFaultExcuse) {
+			triples++
+		}
+	}
+	if triples > 0 {
+		fmt.Fprintf(&b, " (%d of them govmm triple faults with no environment excuse)", triples)
 	}
 	if len(l.unexcused) > 0 {
 		fmt.Fprintf(&b, "; %d failed without an environment excuse (not retried)", len(l.unexcused))
@@ -602,6 +597,11 @@ const GuestRunEndMarker = "GOVMM-GUEST: run end"
 // run runs scenarios once (in one test-host boot when nested) and finds
 // the kernel fault lines in their output.
 func (e *Env) run(t T, scenarios []Scenario) []Result {
+	for i := range scenarios {
+		if scenarios[i].Timeout <= 0 {
+			scenarios[i].Timeout = defaultTimeout
+		}
+	}
 	var results []Result
 	switch {
 	case e.boot != nil:

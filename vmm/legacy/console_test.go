@@ -91,7 +91,7 @@ func TestConsoleBufferFullRingWaitsAndLosesNothing(t *testing.T) {
 // Concurrent writers (two vCPUs) each keep their bytes in order; -race
 // checks the ring's locking.
 func TestConsoleBufferConcurrentWriters(t *testing.T) {
-	var out syncBuffer
+	var out lockedBuffer
 	c := NewConsoleBuffer(&out, 128)
 	var wg sync.WaitGroup
 	for w := range 2 {
@@ -150,26 +150,9 @@ func TestConsoleBufferClose(t *testing.T) {
 
 // The UART hands bytes on without allocating: it runs on the vCPU thread.
 func TestSerialTransmitDoesNotAllocate(t *testing.T) {
-	c := NewConsoleBuffer(&syncBuffer{}, 0)
+	c := NewConsoleBuffer(&lockedBuffer{}, 0)
 	defer c.Close(time.Second)
 	s := NewSerial(c, nil)
 	allocs := testing.AllocsPerRun(1000, func() { s.Write(regRBR, []byte{'x'}) })
 	require.Zero(t, allocs)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
