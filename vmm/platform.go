@@ -18,7 +18,7 @@ type serialPort interface {
 // addPlatformDevices puts the boot-and-stop devices on the port bus: COM1
 // for the console, the i8042 whose reset line is the guest's `reboot`, the
 // ACPI sleep register that is its `poweroff`, and the PCI host bridge.
-func (m *Machine) addPlatformDevices() error {
+func (m *VM) addPlatformDevices() error {
 	line, err := m.IRQ.LegacyLine(layout.SerialIRQ)
 	if err != nil {
 		return err
@@ -50,7 +50,7 @@ func (m *Machine) addPlatformDevices() error {
 
 // writeACPI builds the ACPI tables and copies them to their fixed place
 // below 1 MiB; it returns the RSDP address for the zero page.
-func (m *Machine) writeACPI() (uint64, error) {
+func (m *VM) writeACPI() (uint64, error) {
 	t, err := acpi.Build(acpi.Config{
 		CPUs: m.cfg.CPUs,
 		Base: layout.ACPIStart,
@@ -72,4 +72,4 @@ func (m *Machine) writeACPI() (uint64, error) {
 
 // ConsoleInput feeds bytes to the guest console (COM1 receive); bytes
 // beyond the UART's input buffer are dropped, as a real line would.
-func (m *Machine) ConsoleInput(b []byte) { m.serial.Input(b) }
+func (m *VM) ConsoleInput(b []byte) { m.serial.Input(b) }

@@ -13,7 +13,7 @@ import (
 // Run starts every vCPU on its own locked OS thread and blocks until the
 // guest powers off, resets, or fails. It returns the outcome; the error is
 // non-nil only for Failure.
-func (m *Machine) Run() (Outcome, error) {
+func (m *VM) Run() (Outcome, error) {
 	if err := m.cfg.Placement.applyDevices(); err != nil {
 		m.log.Warn("device threads not moved off the vCPUs' CPUs", "err", err)
 	}
@@ -36,7 +36,7 @@ func (m *Machine) Run() (Outcome, error) {
 
 // Stop ends the run with the given outcome; the first caller wins. Safe from
 // any goroutine (device callbacks, vCPU threads, signal handlers).
-func (m *Machine) Stop(o Outcome) {
+func (m *VM) Stop(o Outcome) {
 	m.stopOnce.Do(func() {
 		m.outcome = o
 		m.log.Info("guest stopping", "outcome", o.Kind.String(), "reason", o.Reason)
@@ -48,7 +48,7 @@ func (m *Machine) Stop(o Outcome) {
 // about to enter, a signal to its thread covers one already inside (blocked
 // in HLT, say). SIGURG is the Go runtime's own preemption signal, so the
 // runtime already handles it harmlessly.
-func (m *Machine) kickAll() {
+func (m *VM) kickAll() {
 	for _, c := range m.vcpus {
 		c.SetImmediateExit(true)
 	}
@@ -59,7 +59,7 @@ func (m *Machine) kickAll() {
 	}
 }
 
-func (m *Machine) isStopped() bool {
+func (m *VM) isStopped() bool {
 	select {
 	case <-m.stopped:
 		return true
@@ -68,7 +68,7 @@ func (m *Machine) isStopped() bool {
 	}
 }
 
-func (m *Machine) vcpuLoop(c *kvm.VCPU) {
+func (m *VM) vcpuLoop(c *kvm.VCPU) {
 	// KVM requires every ioctl on a vCPU to come from the thread that runs it.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -101,7 +101,7 @@ func (m *Machine) vcpuLoop(c *kvm.VCPU) {
 }
 
 // handleExit handles one exit; done reports that the VM must stop.
-func (m *Machine) handleExit(c *kvm.VCPU) (Outcome, bool) {
+func (m *VM) handleExit(c *kvm.VCPU) (Outcome, bool) {
 	switch r := c.ExitReason(); r {
 	case kvm.ExitIO:
 		io, err := c.IO()
@@ -151,7 +151,7 @@ func (m *Machine) handleExit(c *kvm.VCPU) (Outcome, bool) {
 
 // handleIO dispatches port I/O, including string I/O (count > 1), one
 // element at a time as the CPU would.
-func (m *Machine) handleIO(io kvm.IOExit) {
+func (m *VM) handleIO(io kvm.IOExit) {
 	for i := 0; i < io.Count; i++ {
 		d := io.Data[i*io.Size : (i+1)*io.Size]
 		if io.Out {
@@ -172,7 +172,7 @@ func fill(d []byte) {
 	}
 }
 
-func (m *Machine) unclaimed(what string, addr uint64, size int) {
+func (m *VM) unclaimed(what string, addr uint64, size int) {
 	// Linux probes many absent legacy ports at boot; this is debug noise.
 	m.log.Debug("unclaimed access", "op", what, "addr", fmt.Sprintf("%#x", addr), "size", size)
 }

@@ -8,13 +8,13 @@ import (
 	"time"
 
 	"github.com/govmm/govmm/devices/virtionet"
-	"github.com/govmm/govmm/vmm"
+	"github.com/govmm/govmm/machine"
 )
 
 // parseNetSpec parses tap=NAME[,mac=MAC][,mtu=N][,mrg-rxbuf=on|off][,path=zerocopy|copy][,pin-limit=SIZE]
 // [,tx-poll=DURATION][,rx-coalesce=DURATION].
-func parseNetSpec(spec string) (vmm.NetConfig, error) {
-	c := vmm.NetConfig{Mergeable: true, Path: "zerocopy", Moderation: virtionet.DefaultModeration}
+func parseNetSpec(spec string) (machine.NetConfig, error) {
+	c := machine.NetConfig{Mergeable: true, Path: "zerocopy", Moderation: virtionet.DefaultModeration}
 	for _, kv := range strings.Split(spec, ",") {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || v == "" {

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/govmm/govmm/devices/virtionet"
+	"github.com/govmm/govmm/machine"
 	"github.com/govmm/govmm/vmm"
 	"github.com/govmm/govmm/vmm/boot"
 	"github.com/govmm/govmm/vmm/legacy"
@@ -65,7 +66,7 @@ func (r *RunCmd) Run() error {
 	}
 	// The session outlives each boot: signals, the terminal and the stats
 	// file follow whichever machine runs now.
-	var cur atomic.Pointer[vmm.Machine]
+	var cur atomic.Pointer[machine.Machine]
 	var stoppedBy atomic.Value // unix.Signal
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, unix.SIGINT, unix.SIGTERM, unix.SIGUSR1)
@@ -86,20 +87,20 @@ func (r *RunCmd) Run() error {
 			}
 		}
 	}()
-	restore := attachTerminal(func() *vmm.Machine { return cur.Load() })
+	restore := attachTerminal(func() *machine.Machine { return cur.Load() })
 	defer restore()
 
 	for boot := 1; ; boot++ {
 		if boot > 1 {
 			if err := r.loadImages(&cfg); err != nil {
-				vmm.ReleaseTaps(cfg)
+				machine.ReleaseTaps(cfg)
 				return err
 			}
 		}
-		m, err := vmm.New(cfg)
+		m, err := machine.New(cfg)
 		cfg.Kernel, cfg.Initrd = nil, nil
 		if err != nil {
-			vmm.ReleaseTaps(cfg)
+			machine.ReleaseTaps(cfg)
 			return err
 		}
 		// The boot's transient buffers (the images, read and copied into
@@ -113,7 +114,7 @@ func (r *RunCmd) Run() error {
 		}
 		var stats *statsWriter
 		if r.Stats != "" {
-			stats = startStats(r.Stats, machineStats(m))
+			stats = startStats(r.Stats, m.Stats)
 		}
 		out, err := m.Run()
 		if stats != nil {
@@ -171,32 +172,32 @@ type signalExit struct{ sig unix.Signal }
 
 func (e signalExit) Error() string { return "guest stopped by signal " + e.sig.String() }
 
-func (r *RunCmd) config() (vmm.Config, error) {
+func (r *RunCmd) config() (machine.Config, error) {
 	mem, err := ParseSize(r.Mem)
 	if err != nil {
-		return vmm.Config{}, fmt.Errorf("--mem: %w", err)
+		return machine.Config{}, fmt.Errorf("--mem: %w", err)
 	}
 	if mem == 0 {
-		return vmm.Config{}, errors.New("--mem must be greater than 0")
+		return machine.Config{}, errors.New("--mem must be greater than 0")
 	}
 	if host := hostMemory(); host != 0 && mem > host {
-		return vmm.Config{}, fmt.Errorf("--mem %d MiB is more than this host's %d MiB of RAM", mem>>20, host>>20)
+		return machine.Config{}, fmt.Errorf("--mem %d MiB is more than this host's %d MiB of RAM", mem>>20, host>>20)
 	}
 	if r.CPUs < 1 || r.CPUs > 32 {
-		return vmm.Config{}, fmt.Errorf("--cpus %d: must be between 1 and 32", r.CPUs)
+		return machine.Config{}, fmt.Errorf("--cpus %d: must be between 1 and 32", r.CPUs)
 	}
 	place, err := vmm.ParsePlacement(r.CPUPin, r.CPUs)
 	if err != nil {
-		return vmm.Config{}, err
+		return machine.Config{}, err
 	}
 	if place.Scope, err = vmm.ParseScope(r.CPUPinScope); err != nil {
-		return vmm.Config{}, err
+		return machine.Config{}, err
 	}
-	var nets []vmm.NetConfig
+	var nets []machine.NetConfig
 	for i, spec := range r.Net {
 		nc, err := parseNetSpec(spec)
 		if err != nil {
-			return vmm.Config{}, err
+			return machine.Config{}, err
 		}
 		name := fmt.Sprintf("net%d", i)
 		nc.OnActivate = func(model string, features uint64) {
@@ -205,18 +206,20 @@ func (r *RunCmd) config() (vmm.Config, error) {
 		}
 		nets = append(nets, nc)
 	}
-	cfg := vmm.Config{
-		KVMPath:   r.KVM,
-		Cmdline:   r.Cmdline,
-		MemBytes:  mem,
-		CPUs:      r.CPUs,
-		Console:   os.Stdout,
-		Nets:      nets,
-		Placement: place,
-		Logger:    slog.Default(),
+	cfg := machine.Config{
+		Config: vmm.Config{
+			KVMPath:   r.KVM,
+			Cmdline:   r.Cmdline,
+			MemBytes:  mem,
+			CPUs:      r.CPUs,
+			Console:   os.Stdout,
+			Placement: place,
+			Logger:    slog.Default(),
+		},
+		Nets: nets,
 	}
 	if err := r.loadImages(&cfg); err != nil {
-		return vmm.Config{}, err
+		return machine.Config{}, err
 	}
 	return cfg, nil
 }
@@ -224,12 +227,13 @@ func (r *RunCmd) config() (vmm.Config, error) {
 // loadImages reads the kernel and initramfs into cfg. It runs before every
 // boot: a machine drops the images once they are in guest RAM, so govmm
 // does not hold their size for the guest's life.
-func (r *RunCmd) loadImages(cfg *vmm.Config) error {
+func (r *RunCmd) loadImages(cfg *machine.Config) error {
 	kernel, err := os.ReadFile(r.Kernel)
 	if err != nil {
 		return fmt.Errorf("--kernel: %w", err)
 	}
-	if _, err := boot.ParseBzImage(kernel); err != nil {
+	parsed, err := boot.ParseBzImage(kernel)
+	if err != nil {
 		return fmt.Errorf("--kernel %s: %w", r.Kernel, err)
 	}
 	// Sized up front: growing a buffer archive by archive would leave
@@ -254,7 +258,7 @@ func (r *RunCmd) loadImages(cfg *vmm.Config) error {
 		}
 		initrd = append(initrd, b...)
 	}
-	cfg.Kernel, cfg.Initrd = kernel, initrd
+	cfg.Kernel, cfg.Initrd = parsed, initrd
 	return nil
 }
 

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/govmm/govmm/vmm"
+	"github.com/govmm/govmm/machine"
 )
 
 // statsWriter writes every NIC's counters as a JSON object
@@ -16,12 +16,12 @@ import (
 // sees a half-written file.
 type statsWriter struct {
 	path   string
-	source func() []vmm.NetStats
+	source func() []machine.NetStats
 	stop   chan struct{}
 	done   chan struct{}
 }
 
-func startStats(path string, source func() []vmm.NetStats) *statsWriter {
+func startStats(path string, source func() []machine.NetStats) *statsWriter {
 	w := &statsWriter{path: path, source: source, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
@@ -50,11 +50,11 @@ func (w *statsWriter) Close() error {
 
 func (w *statsWriter) write() error {
 	var doc struct {
-		Time string         `json:"time"`
-		NICs []vmm.NetStats `json:"nics"`
+		Time string             `json:"time"`
+		NICs []machine.NetStats `json:"nics"`
 	}
 	doc.Time = time.Now().UTC().Format(time.RFC3339Nano)
-	doc.NICs = append([]vmm.NetStats{}, w.source()...)
+	doc.NICs = append([]machine.NetStats{}, w.source()...)
 	b, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
 		return err
@@ -73,15 +73,4 @@ func (w *statsWriter) write() error {
 		return err
 	}
 	return os.Rename(tmp.Name(), w.path)
-}
-
-// machineStats reads the counters of every NIC of m.
-func machineStats(m *vmm.Machine) func() []vmm.NetStats {
-	return func() []vmm.NetStats {
-		var out []vmm.NetStats
-		for i, n := range m.Nets() {
-			out = append(out, n.Stats(fmt.Sprintf("net%d", i)))
-		}
-		return out
-	}
 }

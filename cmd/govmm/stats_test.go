@@ -10,14 +10,14 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/govmm/govmm/vmm"
+	"github.com/govmm/govmm/machine"
 )
 
 func TestStatsFileIsAlwaysCompleteJSON(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "stats.json")
 	var n atomic.Uint64
-	w := startStats(path, func() []vmm.NetStats {
-		return []vmm.NetStats{{Name: "net0", RxFrames: n.Add(1), RxZeroCopyFrames: 5}}
+	w := startStats(path, func() []machine.NetStats {
+		return []machine.NetStats{{Name: "net0", RxFrames: n.Add(1), RxZeroCopyFrames: 5}}
 	})
 	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) {

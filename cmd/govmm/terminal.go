@@ -5,6 +5,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/govmm/govmm/machine"
 	"github.com/govmm/govmm/vmm"
 )
 
@@ -13,7 +14,7 @@ import (
 // the VM (as in QEMU). machine returns the machine running now (nil
 // between two boots of a rebooting guest). It returns a function that
 // restores the terminal.
-func attachTerminal(machine func() *vmm.Machine) func() {
+func attachTerminal(machine func() *machine.Machine) func() {
 	fd := int(os.Stdin.Fd())
 	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
 	if err != nil {

@@ -1,4 +1,4 @@
-package vmm
+package machine
 
 import "github.com/govmm/govmm/zerocopy"
 
@@ -32,14 +32,14 @@ type NetStats struct {
 }
 
 // Stats returns the NIC's counters.
-func (n *NetDevice) Stats(name string) NetStats {
+func (n *NIC) Stats(name string) NetStats {
 	if n.ixgbe != nil {
 		st := n.ixgbe.Stats()
 		return NetStats{Name: name, Tap: n.Config.Tap, Model: n.modelName,
 			RxFrames: st.RxFrames, RxBytes: st.RxBytes, TxFrames: st.TxFrames, TxBytes: st.TxBytes,
 			RxDroppedNoBuffer: st.RxMissed}
 	}
-	d := &n.Dev.Stats
+	d := &n.dev.Stats
 	s := NetStats{
 		Name:        name,
 		Tap:         n.Config.Tap,

@@ -1,6 +1,9 @@
-// Package vmm assembles a KVM virtual machine: guest RAM, vCPUs, the
-// port-I/O and MMIO buses, the PCI host bridge, interrupt routing, ACPI
-// tables and the legacy devices a stock Linux needs to boot and stop.
+// Package vmm is the platform: a KVM virtual machine with guest RAM, vCPUs,
+// the port-I/O and MMIO buses, the PCI host bridge, interrupt routing, ACPI
+// tables and the legacy devices a stock Linux needs to boot and stop. It is
+// the bottom layer: device models build on it, and it takes them through
+// the Device interface without importing any (package machine chooses and
+// wires them).
 package vmm
 
 import (
@@ -22,35 +25,37 @@ import (
 
 // Config describes a machine.
 type Config struct {
-	KVMPath  string    // default /dev/kvm
-	Kernel   []byte    // bzImage; New loads it into guest RAM and keeps no reference
-	Initrd   []byte    // concatenated initramfs archives (may be empty); likewise
-	Cmdline  string    // kernel command line
-	MemBytes uint64    // guest RAM
-	CPUs     int       // vCPUs
-	Console  io.Writer // guest serial output (COM1)
-	Nets     []NetConfig
+	KVMPath  string       // default /dev/kvm
+	Kernel   *boot.Kernel // parsed bzImage; New loads it into guest RAM and keeps no reference
+	Initrd   []byte       // concatenated initramfs archives (may be empty); likewise
+	Cmdline  string       // kernel command line
+	MemBytes uint64       // guest RAM
+	CPUs     int          // vCPUs
+	Console  io.Writer    // guest serial output (COM1)
+	// Devices are attached in order after the platform's own devices
+	// (Device.Attach); the VM closes them when it closes.
+	Devices []Device
 	// Placement pins vCPU threads to host CPUs and the rest off them
 	// (--cpu-pin; zero value: no pinning).
 	Placement Placement
 	Logger    *slog.Logger
 }
 
-// Machine is a created VM ready to Run.
-type Machine struct {
-	cfg    Config
-	log    *slog.Logger
-	sys    *kvm.System
-	vm     *kvm.VM
-	Mem    *guestmem.Memory
-	PIO    *bus.Bus
-	MMIO   *bus.Bus
-	PCI    *pci.Bridge
-	IRQ    *irq.Router
-	vcpus  []*kvm.VCPU
-	serial serialPort
-	nets   []*NetDevice
-	entry  boot.Entry
+// VM is a created virtual machine ready to Run.
+type VM struct {
+	cfg     Config
+	log     *slog.Logger
+	sys     *kvm.System
+	vm      *kvm.VM
+	Mem     *guestmem.Memory
+	PIO     *bus.Bus
+	MMIO    *bus.Bus
+	PCI     *pci.Bridge
+	IRQ     *irq.Router
+	vcpus   []*kvm.VCPU
+	serial  serialPort
+	devices []Device // attached (Attach called), in order
+	entry   boot.Entry
 
 	stopOnce sync.Once
 	stopped  chan struct{}
@@ -81,7 +86,7 @@ func (k OutcomeKind) String() string {
 
 // New creates the VM, loads the kernel and prepares every vCPU. Nothing runs
 // until Run.
-func New(cfg Config) (_ *Machine, err error) {
+func New(cfg Config) (_ *VM, err error) {
 	if cfg.KVMPath == "" {
 		cfg.KVMPath = "/dev/kvm"
 	}
@@ -97,19 +102,11 @@ func New(cfg Config) (_ *Machine, err error) {
 	if err := checkMemSize(cfg.MemBytes); err != nil {
 		return nil, err
 	}
-	kernel, err := boot.ParseBzImage(cfg.Kernel)
-	if err != nil {
-		return nil, fmt.Errorf("kernel: %w", err)
+	if cfg.Kernel == nil {
+		return nil, errors.New("no kernel")
 	}
-
-	// The MACs are fixed here, so a reboot (RebootConfig) keeps them.
-	cfg.Nets = append([]NetConfig(nil), cfg.Nets...)
-	for i := range cfg.Nets {
-		if cfg.Nets[i].MAC == nil {
-			cfg.Nets[i].MAC = randomMAC()
-		}
-	}
-	m := &Machine{cfg: cfg, log: cfg.Logger, stopped: make(chan struct{}), threads: map[int]int{}}
+	cfg.Devices = append([]Device(nil), cfg.Devices...)
+	m := &VM{cfg: cfg, log: cfg.Logger, stopped: make(chan struct{}), threads: map[int]int{}}
 	defer func() {
 		// Release whatever was acquired before the failure.
 		if err != nil {
@@ -140,16 +137,14 @@ func New(cfg Config) (_ *Machine, err error) {
 	if err = m.addPlatformDevices(); err != nil {
 		return nil, err
 	}
-	for _, nc := range cfg.Nets {
-		if err = m.addNet(nc); err != nil {
-			return nil, err
-		}
+	if err = m.attachDevices(); err != nil {
+		return nil, err
 	}
 	rsdp, err := m.writeACPI()
 	if err != nil {
 		return nil, err
 	}
-	m.entry, err = boot.Load(m.Mem, kernel, boot.Params{
+	m.entry, err = boot.Load(m.Mem, cfg.Kernel, boot.Params{
 		Cmdline: cfg.Cmdline,
 		Initrd:  cfg.Initrd,
 		E820:    e820Map(m.Mem),
@@ -160,14 +155,14 @@ func New(cfg Config) (_ *Machine, err error) {
 	}
 	// The images now live in guest RAM; holding them as well would cost
 	// their size (and the GC headroom over it) for the guest's whole life.
-	m.cfg.Kernel, m.cfg.Initrd = nil, nil
+	m.cfg.Kernel, m.cfg.Initrd, m.cfg.Devices = nil, nil, nil
 	if err = m.createVCPUs(); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
-func (m *Machine) createVCPUs() error {
+func (m *VM) createVCPUs() error {
 	supported, err := m.sys.SupportedCPUID()
 	if err != nil {
 		return err
@@ -191,12 +186,9 @@ func (m *Machine) createVCPUs() error {
 	return boot.SetupBootCPU(m.vcpus[0].FD(), m.entry)
 }
 
-// VM returns the KVM VM (for devices that register ioeventfds).
-func (m *Machine) VM() *kvm.VM { return m.vm }
-
-// Close releases everything New acquired. Safe on a partial Machine.
-func (m *Machine) Close() error {
-	errs := []error{m.closeNets()}
+// Close releases everything New acquired. Safe on a partial VM.
+func (m *VM) Close() error {
+	errs := []error{m.closeDevices()}
 	for _, c := range m.vcpus {
 		errs = append(errs, c.Close())
 	}
