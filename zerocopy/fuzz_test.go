@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/govmm/govmm/devices/nic"
+	"github.com/govmm/govmm/internal/fuzzinput"
 	"github.com/govmm/govmm/vmm/guestmem"
 )
 
@@ -34,7 +35,7 @@ func FuzzRegistry(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		z := newZCFuzz(t, data)
-		for ops := 0; len(z.in) > 0 && ops < 200; ops++ {
+		for ops := 0; !z.in.Empty() && ops < 200; ops++ {
 			z.op()
 		}
 		z.stop()
@@ -50,19 +51,6 @@ const (
 	zRegion  = 0x10000
 	zForeign = 0x10000
 )
-
-type zInput []byte
-
-func (in *zInput) byte() byte {
-	if len(*in) == 0 {
-		return 0
-	}
-	b := (*in)[0]
-	*in = (*in)[1:]
-	return b
-}
-
-func (in *zInput) u16() uint16 { return uint16(in.byte()) | uint16(in.byte())<<8 }
 
 // zBuf is a buffer lent to the model, as the fuzz remembers it.
 type zBuf struct {
@@ -83,7 +71,7 @@ func (a span) overlaps(b span) bool { return a.mem == b.mem && a.lo < b.hi && b.
 
 type zcFuzz struct {
 	t       *testing.T
-	in      zInput
+	in      *fuzzinput.Reader
 	mem     *guestmem.Memory
 	host    [3][]byte // low, high, foreign
 	shadow  [3][]byte
@@ -106,7 +94,7 @@ type zcFuzz struct {
 var mtus = []int{1500, 68, 9000, 3000}
 
 func newZCFuzz(t *testing.T, data []byte) *zcFuzz {
-	z := &zcFuzz{t: t, in: data, lent: map[uint16]*zBuf{}}
+	z := &zcFuzz{t: t, in: fuzzinput.New(data), lent: map[uint16]*zBuf{}}
 	for i, n := range []int{zRegion, zRegion, zForeign} {
 		z.host[i] = make([]byte, n)
 		z.shadow[i] = make([]byte, n)
@@ -114,9 +102,9 @@ func newZCFuzz(t *testing.T, data []byte) *zcFuzz {
 	var err error
 	z.mem, err = guestmem.FromRegions(guestmem.Region{GPA: zLow, Host: z.host[0]}, guestmem.Region{GPA: zHigh, Host: z.host[1]})
 	require.NoError(t, err)
-	h := z.in.byte()
+	h := z.in.Byte()
 	z.mtu = mtus[h%4]
-	z.limit = PinLimit{Descs: 1 + int(h>>2)%32, Bytes: (uint64(z.in.u16()) + 1) * 32}
+	z.limit = PinLimit{Descs: 1 + int(h>>2)%32, Bytes: (uint64(z.in.U16()) + 1) * 32}
 	z.portHdr = 12
 	z.port = NewMemPort(z.portHdr)
 	z.m, err = NewModel(Config{MAC: guestMAC, Mem: z.mem, Port: z.port, Pin: z.limit, MTU: z.mtu, Log: slog.New(slog.DiscardHandler)})
@@ -124,7 +112,7 @@ func newZCFuzz(t *testing.T, data []byte) *zcFuzz {
 	z.m.manual = true
 	t.Cleanup(func() { z.m.Stop(); z.m.Close() })
 	z.sink = &sink{rxCh: make(chan struct{}, 1<<16)}
-	z.start(z.in.byte())
+	z.start(z.in.Byte())
 	return z
 }
 
@@ -151,7 +139,7 @@ func (z *zcFuzz) start(cfg byte) {
 }
 
 func (z *zcFuzz) op() {
-	switch k := z.in.byte(); k % 8 {
+	switch k := z.in.Byte(); k % 8 {
 	case 0, 1:
 		z.postRx(1 + int(k>>3)%4)
 	case 2:
@@ -163,10 +151,10 @@ func (z *zcFuzz) op() {
 	case 5:
 		z.stop()
 		if k&8 != 0 {
-			z.start(z.in.byte())
+			z.start(z.in.Byte())
 		}
 	case 6:
-		z.start(z.in.byte())
+		z.start(z.in.Byte())
 	case 7:
 		z.transmit(1 + int(k>>3)%3)
 	}
@@ -177,12 +165,12 @@ func (z *zcFuzz) op() {
 var zLens = []int{0, 1, 10, 11, 12, 13, 20, 1024, 1036, 1044, 1536, 2048, 2060, 2068, 4096, 9018, 9030, 16384, 16396, 32768, 0xFFFF, 0x10000}
 
 func (z *zcFuzz) length() int {
-	if c := z.in.byte(); c < 0xE0 {
+	if c := z.in.Byte(); c < 0xE0 {
 		return int(c) * 16
 	} else if int(c-0xE0) < len(zLens) {
 		return zLens[c-0xE0]
 	}
-	return int(z.in.u16())
+	return int(z.in.U16())
 }
 
 // Addresses a guest does not have: the hole, below RAM, past its end, the
@@ -195,17 +183,17 @@ var zBase = [2]uint64{zLow, zHigh}
 // segment makes one segment: its view, guest address and span. prevEnd is
 // where the previous segment ended, for contiguous chains.
 func (z *zcFuzz) segment(prevEnd uint64) ([]byte, uint64, span) {
-	mode := z.in.byte()
+	mode := z.in.Byte()
 	n := z.length()
 	switch mode % 8 {
 	case 6: // outside guest RAM: the view is foreign memory
-		off := int(z.in.u16()) % zForeign
+		off := int(z.in.U16()) % zForeign
 		n = min(n, zForeign-off)
 		return z.host[2][off : off+n], zAway[mode>>3%8] + uint64(off%64), span{2, off, off + n}
 	case 7:
 		n = 0
 	}
-	gpa := zBase[mode&1] + uint64(z.in.u16())%zRegion
+	gpa := zBase[mode&1] + uint64(z.in.U16())%zRegion
 	if mode%8 == 5 { // right behind the previous segment, if in RAM
 		gpa = prevEnd
 	}
@@ -223,7 +211,7 @@ func (z *zcFuzz) segment(prevEnd uint64) ([]byte, uint64, span) {
 
 // newBuf makes one receive buffer of 1-3 segments.
 func (z *zcFuzz) newBuf() *zBuf {
-	shape := z.in.byte()
+	shape := z.in.Byte()
 	b := &zBuf{buf: nic.Buf{ID: z.nextID}, seq: z.nextSeq}
 	z.nextID++
 	z.nextSeq++
@@ -278,9 +266,9 @@ func (z *zcFuzz) postRx(n int) {
 }
 
 func (z *zcFuzz) inject() {
-	n := int(z.in.u16()) % 20000
-	vnet := bytes.Repeat([]byte{z.in.byte()}, 20)
-	f := zFrame(n, z.in.byte())
+	n := int(z.in.U16()) % 20000
+	vnet := bytes.Repeat([]byte{z.in.Byte()}, 20)
+	f := zFrame(n, z.in.Byte())
 	z.port.Inject(vnet, f)
 	raw := make([]byte, z.portHdr+n)
 	copy(raw, vnet)

@@ -24,15 +24,20 @@ const (
 	vnetGSOECN    = 0x80
 )
 
+// vnetHdr is what planTx reads of a guest's virtio_net_hdr. hdr_len
+// (bytes 2-3) is skipped on purpose: without VIRTIO_NET_F_GUEST_HDRLEN,
+// which virtio-net does not offer, it is only a hint the device must not
+// rely on (virtio 1.2 §5.1.6.2); planTx takes the header length from the
+// frame itself (txPlan.hdrLen).
 type vnetHdr struct {
-	flags, gsoType                         uint8
-	hdrLen, gsoSize, csumStart, csumOffset uint16
+	flags, gsoType                 uint8
+	gsoSize, csumStart, csumOffset uint16
 }
 
 func parseVnetHdr(b []byte) vnetHdr {
 	return vnetHdr{
 		flags: b[0], gsoType: b[1],
-		hdrLen: binary.LittleEndian.Uint16(b[2:]), gsoSize: binary.LittleEndian.Uint16(b[4:]),
+		gsoSize:   binary.LittleEndian.Uint16(b[4:]),
 		csumStart: binary.LittleEndian.Uint16(b[6:]), csumOffset: binary.LittleEndian.Uint16(b[8:]),
 	}
 }

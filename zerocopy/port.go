@@ -52,7 +52,7 @@ type MemPort struct {
 	rx     [][]byte // hdr+frame
 	intr   bool
 	closed bool
-	tx     [][]byte
+	tx     [][]byte // hdr+frame
 	hdrLen int
 }
 
@@ -119,7 +119,7 @@ func (p *MemPort) ReadFrame(hdr []byte, bufs [][]byte, wait bool) (int, error) {
 	return len(f), nil
 }
 
-// Writev implements Port; the frame is stored without its header.
+// Writev implements Port; the frame is stored with its header.
 func (p *MemPort) Writev(segs [][]byte) error {
 	var f []byte
 	for _, s := range segs {
@@ -130,7 +130,7 @@ func (p *MemPort) Writev(segs [][]byte) error {
 	if p.closed {
 		return ErrClosed
 	}
-	p.tx = append(p.tx, f[min(p.hdrLen, len(f)):])
+	p.tx = append(p.tx, f)
 	return nil
 }
 
@@ -138,7 +138,24 @@ func (p *MemPort) Writev(segs [][]byte) error {
 func (p *MemPort) Sent() [][]byte {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([][]byte(nil), p.tx...)
+	out := make([][]byte, len(p.tx))
+	for i, f := range p.tx {
+		out[i] = f[min(p.hdrLen, len(f)):]
+	}
+	return out
+}
+
+// SentFrame returns transmitted frame i (0 is the first) with the
+// virtio_net_hdr it was sent with, and whether there is one.
+func (p *MemPort) SentFrame(i int) (hdr, frame []byte, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if i < 0 || i >= len(p.tx) {
+		return nil, nil, false
+	}
+	f := p.tx[i]
+	h := min(p.hdrLen, len(f))
+	return f[:h], f[h:], true
 }
 
 // Interrupt implements Port.

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/govmm/govmm/internal/fuzzinput"
 )
 
 // Fuzz targets (go test -fuzz). The guest is hostile: every register value
@@ -67,6 +69,25 @@ func (m *fuzzMem) put(addr uint64, b []byte) {
 		if a := addr + uint64(i); a >= fzBase && a-fzBase < uint64(len(m.ram)) {
 			m.ram[a-fzBase], m.snap[a-fzBase] = c, c
 		}
+	}
+}
+
+// putDesc is the guest writing a 16-byte descriptor (two little-endian
+// quadwords) at addr.
+func (m *fuzzMem) putDesc(addr, lo, hi uint64) {
+	m.put(addr, binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, lo), hi))
+}
+
+// putDescs is the guest filling descriptors 0, 1, ... of the ring at base:
+// desc gives descriptor i, or ok=false when there are no more; at most n
+// are written.
+func (m *fuzzMem) putDescs(base uint64, n uint32, desc func(i uint32) (lo, hi uint64, ok bool)) {
+	for i := uint32(0); i < n; i++ {
+		lo, hi, ok := desc(i)
+		if !ok {
+			return
+		}
+		m.putDesc(base+16*uint64(i), lo, hi)
 	}
 }
 
@@ -475,32 +496,12 @@ func (h *fuzzHarness) fill(views [][]byte, f []byte) int {
 
 // --- FuzzRegisterWrites ---
 
-// fuzzIn reads a fuzz program; past its end it yields zeros.
-type fuzzIn struct{ b []byte }
-
-func (in *fuzzIn) empty() bool { return len(in.b) == 0 }
-
-func (in *fuzzIn) u8() uint8 {
-	if len(in.b) == 0 {
-		return 0
-	}
-	v := in.b[0]
-	in.b = in.b[1:]
-	return v
-}
-
-func (in *fuzzIn) u16() uint16 { return uint16(in.u8()) | uint16(in.u8())<<8 }
-func (in *fuzzIn) u32() uint32 { return uint32(in.u16()) | uint32(in.u16())<<16 }
-
-func (in *fuzzIn) bytes(n int) []byte {
-	n = min(n, len(in.b))
-	b := in.b[:n]
-	in.b = in.b[n:]
-	return b
-}
+// progReader reads a FuzzRegisterWrites program: the shared decoding plus
+// the operands this harness biases (queues, registers, values, frames).
+type progReader struct{ *fuzzinput.Reader }
 
 // queue returns -1..fzQueues: invalid ones included.
-func (in *fuzzIn) queue() int { return int(in.u8())%(fzQueues+2) - 1 }
+func (in progReader) queue() int { return int(in.Byte())%(fzQueues+2) - 1 }
 
 // fuzzRegs are the registers the programs name by index (fzRaw: a raw
 // offset follows).
@@ -527,33 +528,33 @@ var fuzzRegs = func() []uint32 {
 
 const fzRaw = 0xFF
 
-func (in *fuzzIn) reg() uint32 {
-	if s := int(in.u8()); s < len(fuzzRegs) {
+func (in progReader) reg() uint32 {
+	if s := int(in.Byte()); s < len(fuzzRegs) {
 		return fuzzRegs[s]
 	}
-	return in.u32() % (BAR0Size + 0x100)
+	return in.U32() % (BAR0Size + 0x100)
 }
 
 // val returns a register value, biased towards guest addresses, ring
 // lengths and single bits.
-func (in *fuzzIn) val() uint32 {
-	switch in.u8() % 8 {
+func (in progReader) val() uint32 {
+	switch in.Byte() % 8 {
 	case 0:
-		return in.u32()
+		return in.U32()
 	case 1:
-		return uint32(in.u8())
+		return uint32(in.Byte())
 	case 2:
-		return uint32(decodeAddr(uint32(in.u16())))
+		return uint32(decodeAddr(uint32(in.U16())))
 	case 3:
-		return 1 << (in.u8() % 32)
+		return 1 << (in.Byte() % 32)
 	case 4:
 		return 0
 	case 5:
 		return math.MaxUint32
 	case 6:
-		return uint32(in.u8()) * 128
+		return uint32(in.Byte()) * 128
 	}
-	return uint32(in.u16())
+	return uint32(in.U16())
 }
 
 // decodeAddr maps 32 fuzz bits to a guest address: half of them inside
@@ -578,8 +579,8 @@ func decodeAddr(v uint32) uint64 {
 
 // frame is a TCP/UDP frame to the device or a broadcast, or raw bytes,
 // cut or padded to a fuzzed length (up to a 9.8 KB jumbo).
-func (in *fuzzIn) frame() []byte {
-	kind, n := in.u8(), int(in.u16())%9800
+func (in progReader) frame() []byte {
+	kind, n := in.Byte(), int(in.U16())%9800
 	var f []byte
 	switch kind % 4 {
 	case 0:
@@ -589,7 +590,7 @@ func (in *fuzzIn) frame() []byte {
 	case 2:
 		f = tcp6Frame(testMAC, nil)
 	default:
-		f = in.bytes(int(kind))
+		f = in.Bytes(int(kind))
 	}
 	return padFrame(f, n)
 }
@@ -612,9 +613,6 @@ func fzRxRing(q int) uint64   { return fzBase + uint64(q)*0x1000 }
 func fzTxRing(q int) uint64   { return fzBase + 0x2000 + uint64(q)*0x1000 }
 func fzRxBuf(q, i int) uint64 { return fzBase + 0x10000 + uint64(q)*0x8000 + uint64(i)*0x800 }
 func fzTxBuf(q int) uint64    { return fzBase + fzData + uint64(q)*0x2000 }
-func putDesc(lo, hi uint64) []byte {
-	return binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, lo), hi)
-}
 
 // bringUpRx programs rx queue q like ixgbe_configure_rx_ring and posts
 // n-1 of n descriptors (n is 8 or 16, bsizeKB 1 or 2).
@@ -631,9 +629,9 @@ func (h *fuzzHarness) bringUpRx(q, n int, bsizeKB, descType uint32) {
 	h.regWrite(b+qRDT, 0)
 	h.regWrite(b+qSRRCTL, bsizeKB|4<<8|descType<<srrctlDescTypeSh)
 	h.regWrite(b+qRXDCTL, rxdctlEnable)
-	for i := 0; i < n; i++ {
-		h.mem.put(fzRxRing(q)+uint64(i)*16, putDesc(fzRxBuf(q, i), fzRxBuf(q, i)+0x400))
-	}
+	h.mem.putDescs(fzRxRing(q), uint32(n), func(i uint32) (uint64, uint64, bool) {
+		return fzRxBuf(q, int(i)), fzRxBuf(q, int(i)) + 0x400, true
+	})
 	h.regWrite(b+qRDT, uint32(n-1))
 	h.regWrite(regRXCTRL, rxctrlRXEN)
 }
@@ -651,42 +649,42 @@ func (h *fuzzHarness) bringUpTx(q, n int) {
 }
 
 // step runs one operation of a FuzzRegisterWrites program.
-func (h *fuzzHarness) step(in *fuzzIn) {
-	switch in.u8() % 16 {
+func (h *fuzzHarness) step(in progReader) {
+	switch in.Byte() % 16 {
 	case 0, 1, 2, 3:
 		h.regWrite(in.reg(), in.val())
 	case 4:
 		off := in.reg()
 		h.do(&fzOp{name: "read", off: off}, func() { h.d.ReadReg(off) })
 	case 5: // bus access of any size and offset
-		off, n := uint64(in.u32())%(BAR0Size+16), []int{0, 1, 2, 3, 4, 8, 16}[in.u8()%7]
+		off, n := uint64(in.U32())%(BAR0Size+16), []int{0, 1, 2, 3, 4, 8, 16}[in.Byte()%7]
 		buf := make([]byte, n)
-		if in.u8()&1 == 0 {
+		if in.Byte()&1 == 0 {
 			h.do(&fzOp{name: "bus read", off: uint32(off)}, func() { h.d.Read(off, buf) })
 			return
 		}
-		copy(buf, in.bytes(n))
+		copy(buf, in.Bytes(n))
 		h.do(&fzOp{name: "bus write", reg: true, off: uint32(off), n: n}, func() { h.d.Write(off, buf) })
 	case 6: // the guest writes a descriptor of one of its rings
-		q, tx := int(in.u8())%fzQueues, in.u8()&1 == 1
+		q, tx := int(in.Byte())%fzQueues, in.Byte()&1 == 1
 		r := rxState(h.d, q)
 		if tx {
 			r = txState(h.d, q)
 		}
-		idx := uint32(in.u16())
+		idx := uint32(in.U16())
 		if r.size != 0 {
 			idx %= r.size
 		}
-		lo, hi := decodeAddr(in.u32()), decodeAddr(in.u32())
+		lo, hi := decodeAddr(in.U32()), decodeAddr(in.U32())
 		if tx {
-			hi = uint64(in.u32()) | uint64(in.u32())<<32
-			if in.u8()&1 == 1 { // a well-formed data descriptor
+			hi = uint64(in.U32()) | uint64(in.U32())<<32
+			if in.Byte()&1 == 1 { // a well-formed data descriptor
 				hi = hi&^0xFFFFFFFF | hi&0xFFF | txdDTypData<<txdDTypShift | txdCmdDEXT | txdCmdEOP | txdCmdRS
 			}
 		}
-		h.mem.put(r.base+16*uint64(idx), putDesc(lo, hi))
+		h.mem.putDesc(r.base+16*uint64(idx), lo, hi)
 	case 7: // the guest writes anywhere
-		h.mem.put(decodeAddr(in.u32()), in.bytes(int(in.u8()%64)))
+		h.mem.put(decodeAddr(in.U32()), in.Bytes(int(in.Byte()%64)))
 	case 8:
 		q, f := in.queue(), in.frame()
 		op := &fzOp{name: "Receive"}
@@ -705,7 +703,7 @@ func (h *fuzzHarness) step(in *fuzzIn) {
 			h.filled[q] = h.fill(views, f)
 		}
 	case 10:
-		q, n := in.queue(), int(in.u16())
+		q, n := in.queue(), int(in.U16())
 		if q >= 0 && q < fzQueues && n&1 == 0 {
 			n = h.filled[q]
 		}
@@ -719,19 +717,19 @@ func (h *fuzzHarness) step(in *fuzzIn) {
 		q := in.queue()
 		h.do(&fzOp{name: "RxAbort", noWrites: true}, func() { h.d.RxAbort(q) })
 	case 12: // tx doorbell
-		b := txQueueBase(int(in.u8()) % (fzQueues + 1))
-		h.regWrite(b+qRDT, h.d.ReadReg(b+qRDT)+uint32(in.u8()))
+		b := txQueueBase(int(in.Byte()) % (fzQueues + 1))
+		h.regWrite(b+qRDT, h.d.ReadReg(b+qRDT)+uint32(in.Byte()))
 	case 13:
 		h.regWrite(regCTRL, in.val()|ctrlRst)
 	case 14: // a driver's queue bring-up, to reach deep states quickly
-		q, k := int(in.u8())%fzQueues, in.u8()
+		q, k := int(in.Byte())%fzQueues, in.Byte()
 		if k&1 == 0 { // RDLEN/TDLEN: multiples of 8 descriptors (§8.2.3.8.3)
-			h.bringUpRx(q, 8<<(k>>1&1), 1+uint32(k>>2&1), uint32(in.u8()%8))
+			h.bringUpRx(q, 8<<(k>>1&1), 1+uint32(k>>2&1), uint32(in.Byte()%8))
 		} else {
 			h.bringUpTx(q, 8*(1+int(k>>1)%8))
 		}
 	case 15:
-		up := in.u8()&1 == 1
+		up := in.Byte()&1 == 1
 		h.do(&fzOp{name: "SetLink", noWrites: true}, func() { h.d.SetLink(up) })
 	}
 }
@@ -778,7 +776,7 @@ func (h *fuzzHarness) checkRecovers() {
 
 	h.wire.keep = true
 	h.mem.put(fzTxBuf(0), f)
-	h.mem.put(fzTxRing(0), putDesc(fzTxBuf(0), uint64(len(f))|txdDTypData<<txdDTypShift|txdCmdDEXT|txdCmdEOP|txdCmdRS))
+	h.mem.putDesc(fzTxRing(0), fzTxBuf(0), uint64(len(f))|txdDTypData<<txdDTypShift|txdCmdDEXT|txdCmdEOP|txdCmdRS)
 	h.regWrite(txQueueBase(0)+qRDT, 1)
 	require.Equal(t, f, h.wire.last, "frame sent after reset")
 	b, _ := h.mem.at(h.mem.ram, fzTxRing(0)+12, 4)
@@ -795,8 +793,8 @@ func FuzzRegisterWrites(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, prog []byte) {
 		h := newFuzzHarness(t)
-		in := &fuzzIn{b: prog}
-		for n := 0; n < 256 && !in.empty(); n++ {
+		in := progReader{fuzzinput.New(prog)}
+		for n := 0; n < 256 && !in.Empty(); n++ {
 			h.step(in)
 		}
 		h.checkRecovers()
@@ -921,10 +919,13 @@ func FuzzRxDescriptors(f *testing.F) {
 			h.regWrite(w[0], w[1])
 		}
 		r := rxState(h.d, 0)
-		in := &fuzzIn{b: descs}
-		for i := uint32(0); i < r.size && !in.empty(); i++ {
-			h.mem.put(r.base+16*uint64(i), putDesc(decodeAddr(in.u32()), decodeAddr(in.u32())))
-		}
+		in := fuzzinput.New(descs)
+		h.mem.putDescs(r.base, r.size, func(uint32) (uint64, uint64, bool) {
+			if in.Empty() {
+				return 0, 0, false
+			}
+			return decodeAddr(in.U32()), decodeAddr(in.U32()), true
+		})
 		frame = padFrame(frame, max(len(frame), int(padTo)))
 		for k := 0; k <= int(path>>1&3); k++ {
 			h.rxOnce(frame, path&1 == 1)
@@ -1119,15 +1120,18 @@ func FuzzTxDescriptors(f *testing.F) {
 			h.regWrite(w[0], w[1])
 		}
 		r := txState(h.d, 0)
-		in := &fuzzIn{b: descs}
-		for i := uint32(0); i < r.size && !in.empty(); i++ {
-			a, dw2, dw3 := in.u32(), in.u32(), in.u32()
+		in := fuzzinput.New(descs)
+		h.mem.putDescs(r.base, r.size, func(uint32) (uint64, uint64, bool) {
+			if in.Empty() {
+				return 0, 0, false
+			}
+			a, dw2, dw3 := in.U32(), in.U32(), in.U32()
 			lo := uint64(a) // context descriptor fields
 			if !(dw2&txdCmdDEXT != 0 && dw2>>txdDTypShift&0xF == txdDTypCtxt) {
 				lo = decodeAddr(a)
 			}
-			h.mem.put(r.base+16*uint64(i), putDesc(lo, uint64(dw2)|uint64(dw3)<<32))
-		}
+			return lo, uint64(dw2) | uint64(dw3)<<32, true
+		})
 		before := make([]byte, fzSize)
 		copy(before, h.mem.ram)
 		h.regWrite(b+qRDT, uint32(tdt))

@@ -123,3 +123,9 @@ func sizeBucket(n int) int {
 	}
 	return 5
 }
+
+// statIdx maps a queue to its per-queue statistics register set through
+// RQSMR (rx) or TQSM (tx) (§8.2.3.8.9, §8.2.3.9.13).
+func (d *Device) statIdx(base uint32, q int) int {
+	return int(d.store[base/4+uint32(q/4)] >> (8 * uint(q%4)) & 0xF)
+}

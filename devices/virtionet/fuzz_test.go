@@ -14,6 +14,7 @@ import (
 	"github.com/govmm/govmm/devices/nic/pair"
 	"github.com/govmm/govmm/devices/virtio/pcitransport"
 	"github.com/govmm/govmm/devices/virtio/queue"
+	"github.com/govmm/govmm/internal/fuzzinput"
 	"github.com/govmm/govmm/vmm/bus"
 	"github.com/govmm/govmm/vmm/guestmem"
 	"github.com/govmm/govmm/vmm/pci"
@@ -49,7 +50,7 @@ func FuzzNetDevice(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := newNetFuzz(t, data)
-		for round := 0; round < 4 && len(r.in) > 0; round++ {
+		for round := 0; round < 4 && !r.in.Empty(); round++ {
 			r.round()
 		}
 	})
@@ -91,23 +92,9 @@ const (
 	fzUsedOff  = 0x2000  // used ring = desc + 0x2000
 )
 
-// netInput is the fuzz input; it reads as zeros when exhausted.
-type netInput []byte
-
-func (in *netInput) byte() byte {
-	if len(*in) == 0 {
-		return 0
-	}
-	b := (*in)[0]
-	*in = (*in)[1:]
-	return b
-}
-
-func (in *netInput) u16() uint16 { return uint16(in.byte()) | uint16(in.byte())<<8 }
-
 type netFuzz struct {
 	t     *testing.T
-	in    netInput
+	in    *fuzzinput.Reader
 	mem   *guestmem.Memory
 	ram   []byte
 	mmio  *bus.Bus
@@ -138,7 +125,7 @@ type fzRing struct {
 }
 
 func newNetFuzz(t *testing.T, data []byte) *netFuzz {
-	r := &netFuzz{t: t, in: data, mmio: bus.New("mmio")}
+	r := &netFuzz{t: t, in: fuzzinput.New(data), mmio: bus.New("mmio")}
 	logger := slog.New(slog.DiscardHandler)
 	r.ram = make([]byte, fzRAMSize)
 	var err error
@@ -146,7 +133,7 @@ func newNetFuzz(t *testing.T, data []byte) *netFuzz {
 	require.NoError(t, err)
 
 	// Header: device options and the model's receive capacity.
-	opt := r.in.byte()
+	opt := r.in.Byte()
 	a, b := pair.New()
 	r.peer = b
 	r.model = &cappedModel{End: a, t: t, limit: int(opt>>2) % 8 * 3} // 0 = unlimited
@@ -304,8 +291,8 @@ func (r *netFuzz) round() {
 	r.wr(pcitransport.RegDeviceStatus, 1, 0)
 	r.addStatus(pcitransport.StatusAcknowledge)
 	r.addStatus(pcitransport.StatusDriver)
-	r.negotiate(r.in.byte())
-	for range r.in.byte() % 4 {
+	r.negotiate(r.in.Byte())
+	for range r.in.Byte() % 4 {
 		r.configAccess()
 	}
 	for i := range r.q {
@@ -315,7 +302,7 @@ func (r *netFuzz) round() {
 	r.oldBufs = r.oldBufs[:0]
 	r.addStatus(pcitransport.StatusDriverOK)
 	r.syncRx()
-	for range r.in.byte() % 24 {
+	for range r.in.Byte() % 24 {
 		r.action()
 	}
 	r.wr(pcitransport.RegDeviceStatus, 1, 0) // stops the workers
@@ -334,7 +321,7 @@ func (r *netFuzz) negotiate(sel byte) {
 		}
 	}
 	if sel&0x20 != 0 {
-		f ^= 1 << (r.in.byte() & 63) // likely refused at FEATURES_OK
+		f ^= 1 << (r.in.Byte() & 63) // likely refused at FEATURES_OK
 	}
 	r.wr(pcitransport.RegDriverFeatureSelect, 4, 0)
 	r.wr(pcitransport.RegDriverFeature, 4, f&0xFFFF_FFFF)
@@ -348,9 +335,9 @@ func (r *netFuzz) negotiate(sel byte) {
 // max_virtqueue_pairs, MTU and beyond). Writes are ignored (the MAC is
 // read-only for a modern driver), so a read always shows the config.
 func (r *netFuzz) configAccess() {
-	off := uint64(r.in.byte())
-	flags := r.in.byte()
-	v := uint64(r.in.u16())
+	off := uint64(r.in.Byte())
+	flags := r.in.Byte()
+	v := uint64(r.in.U16())
 	n := 1 << (flags & 3)
 	if off == 0xFF {
 		off = pcitransport.DeviceCfgLength - uint64(n) // last bytes of the window
@@ -376,16 +363,16 @@ func (r *netFuzz) configAccess() {
 // ring, written while the device is stopped; then enables it.
 func (r *netFuzz) setupQueue(i int) {
 	q := &r.q[i]
-	c := r.in.byte()
+	c := r.in.Byte()
 	*q = fzRing{size: 1 << (c % 9), desc: fzRxDesc + uint64(i)*(fzTxDesc-fzRxDesc)}
 	q.avail, q.used = q.desc+fzAvailOff, q.desc+fzUsedOff
 	if c&0x10 != 0 {
-		q.size = r.in.u16() // anything, e.g. not a power of two
+		q.size = r.in.U16() // anything, e.g. not a power of two
 	}
 	if c&0x20 != 0 {
-		q.desc = fzRAM + uint64(r.in.u16())*2
-		q.avail = fzRAM + uint64(r.in.u16())*2
-		q.used = fzRAM + uint64(r.in.u16())*2
+		q.desc = fzRAM + uint64(r.in.U16())*2
+		q.avail = fzRAM + uint64(r.in.U16())*2
+		q.used = fzRAM + uint64(r.in.U16())*2
 	}
 	q.written = q.size != 0 && q.size <= QueueSize && q.size&(q.size-1) == 0
 	if q.written {
@@ -411,22 +398,22 @@ func (r *netFuzz) writeRing(i int, q *fzRing) {
 	zero := make([]byte, queue.UsedRingSize(q.size))
 	_ = r.mem.WriteAt(zero, q.used)
 	table := uint64(fzIndirect) + uint64(i)*0x800
-	for j := range uint64(r.in.byte()) % (uint64(q.size) + 1) {
+	for j := range uint64(r.in.Byte()) % (uint64(q.size) + 1) {
 		r.putDesc(q.desc+16*j, table)
 	}
-	for j := range uint64(r.in.byte()) % 17 {
+	for j := range uint64(r.in.Byte()) % 17 {
 		r.putDesc(table+16*j, table)
 	}
-	n := uint16(r.in.byte()) % (q.size + 1)
+	n := uint16(r.in.Byte()) % (q.size + 1)
 	for j := range n {
-		b := r.in.byte()
+		b := r.in.Byte()
 		head := uint16(b)
 		if b < 0x80 {
 			head = uint16(b) % q.size
 		}
 		_ = r.mem.PutUint16(q.avail+4+2*uint64(j), head)
 	}
-	q.availIdx = n + uint16(int8(r.in.byte())) // an avail idx jump on request
+	q.availIdx = n + uint16(int8(r.in.Byte())) // an avail idx jump on request
 	q.maxAvail, q.availWrapped = q.availIdx, q.availIdx > q.size
 	_ = r.mem.PutUint16(q.avail, 0)                        // flags
 	_ = r.mem.PutUint16(q.avail+2, q.availIdx)             // idx
@@ -441,10 +428,10 @@ var (
 )
 
 func (r *netFuzz) putDesc(gpa, table uint64) {
-	a := r.in.u16()
-	l := r.in.byte()
-	flags := uint16(r.in.byte())
-	next := uint16(r.in.byte())
+	a := r.in.U16()
+	l := r.in.Byte()
+	flags := uint16(r.in.Byte())
+	next := uint16(r.in.Byte())
 	addr := fzBufs + uint64(a&0x7FFF)*8 // past the end of RAM for high values
 	switch {
 	case a&0xC000 == 0xC000:
@@ -466,7 +453,7 @@ func (r *netFuzz) putDesc(gpa, table uint64) {
 
 // action is one thing the guest or the wire does while the device runs.
 func (r *netFuzz) action() {
-	switch k := r.in.byte(); k % 8 {
+	switch k := r.in.Byte(); k % 8 {
 	case 0, 1:
 		r.kick(int(k % 2))
 	case 2, 3:
@@ -476,7 +463,7 @@ func (r *netFuzz) action() {
 		if !q.enabled {
 			return
 		}
-		q.availIdx += uint16(int8(r.in.byte()))
+		q.availIdx += uint16(int8(r.in.Byte()))
 		q.maxAvail = max(q.maxAvail, q.availIdx)
 		q.availWrapped = q.availWrapped || q.availIdx > q.size
 		r.storeShadow16(q.avail+2, q.availIdx)
@@ -484,16 +471,16 @@ func (r *netFuzz) action() {
 		r.kick(i)
 	case 4:
 		// The peer sends a frame (virtio_net_hdr included) of fuzzed size.
-		n := int(r.in.u16()) + int(k>>3&1)<<16
-		frame := bytes.Repeat([]byte{r.in.byte()}, n)
+		n := int(r.in.U16()) + int(k>>3&1)<<16
+		frame := bytes.Repeat([]byte{r.in.Byte()}, n)
 		r.peer.Transmit([]nic.Buf{{ID: 0, Segs: [][]byte{frame}}})
 	case 5:
 		// The peer posts receive buffers for what the guest transmits.
-		for range r.in.byte() % 4 {
+		for range r.in.Byte() % 4 {
 			r.sink.mu.Lock()
 			id := r.sink.next
 			r.sink.next++
-			n := int(r.in.u16() % 0x4000)
+			n := int(r.in.U16() % 0x4000)
 			r.sink.size[id] = n
 			r.sink.mu.Unlock()
 			r.peer.PostRx([]nic.Buf{{ID: id, Segs: [][]byte{make([]byte, n)}}})
@@ -506,20 +493,16 @@ func (r *netFuzz) action() {
 		r.configAccess()
 	case 7:
 		// Status writes mid-flight: FAILED, garbage, or a reset.
-		r.wr(pcitransport.RegDeviceStatus, 1, uint64(r.in.byte()))
+		r.wr(pcitransport.RegDeviceStatus, 1, uint64(r.in.Byte()))
 	}
 }
 
-// kick notifies queue i. For the receive queue it then also runs the
-// receive worker's pass itself, so that the buffers are lent to the model
-// when the next action runs (the worker serialises with it on rxMu); the
-// transmit queue is left to its worker alone.
 // rewriteDesc changes a receive descriptor while the device runs, as a
 // hostile driver may even for a chain it made available. The buffers of
 // the old descriptors stay where the device may write.
 func (r *netFuzz) rewriteDesc() {
 	rx := &r.q[rxQ]
-	j := uint64(r.in.byte())
+	j := uint64(r.in.Byte())
 	if !rx.written {
 		return
 	}
@@ -547,6 +530,10 @@ func (r *netFuzz) rxBufs() []span {
 	return s
 }
 
+// kick notifies queue i. For the receive queue it then also runs the
+// receive worker's pass itself, so that the buffers are lent to the model
+// when the next action runs (the worker serialises with it on rxMu); the
+// transmit queue is left to its worker alone.
 func (r *netFuzz) kick(i int) {
 	r.wr(pcitransport.NotifyOffset+uint64(i)*pcitransport.NotifyMultiplier, 2, uint64(i))
 	if i == rxQ {

@@ -51,3 +51,48 @@ func DeleteLink(t *testing.T, name string) {
 		t.Fatalf("ip link del %s: %v: %s", name, err, out)
 	}
 }
+
+// Netns is a private network namespace held by one locked thread, for a
+// test whose subtests each need to create interfaces in it: Do runs a
+// function on that thread. Descriptors opened there (a tap, a packet
+// socket) keep their namespace when used from any other thread.
+type Netns struct {
+	work chan func()
+}
+
+// NewNetns creates the namespace; it goes when the test ends. The test is
+// skipped without root or /dev/net/tun.
+func NewNetns(t *testing.T) *Netns {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a network namespace and a tap")
+	}
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		t.Skip("no /dev/net/tun")
+	}
+	n := &Netns{work: make(chan func())}
+	ready := make(chan error)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the namespace
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			ready <- err
+			return
+		}
+		ready <- nil
+		for f := range n.work {
+			f()
+		}
+	}()
+	if err := <-ready; err != nil {
+		t.Fatalf("unshare: %v", err)
+	}
+	t.Cleanup(func() { close(n.work) })
+	return n
+}
+
+// Do runs f in the namespace and waits for it.
+func (n *Netns) Do(f func()) {
+	done := make(chan struct{})
+	n.work <- func() { defer close(done); f() }
+	<-done
+}

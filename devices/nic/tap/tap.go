@@ -257,6 +257,9 @@ func (t *Tap) consume(n int) {
 
 func (t *Tap) reader() {
 	defer close(t.done)
+	// Frames read but not yet reported go to the sink before Stop returns:
+	// their buffers left t.bufs, so Stop would not return them either.
+	defer t.flush()
 	fds := []unix.PollFd{
 		{Fd: int32(t.fd)},
 		{Fd: int32(t.stopFD), Events: unix.POLLIN},

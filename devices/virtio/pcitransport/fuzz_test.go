@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/govmm/govmm/internal/fuzzinput"
 	"github.com/govmm/govmm/vmm/bus"
 	"github.com/govmm/govmm/vmm/guestmem"
 	"github.com/govmm/govmm/vmm/layout"
@@ -36,9 +37,9 @@ func FuzzCommonConfig(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		e := newFuzzEnv(t)
-		in := fuzzInput(data)
-		for ops := 0; len(in) > 0 && ops < 512; ops++ {
-			e.op(&in)
+		in := fuzzinput.New(data)
+		for ops := 0; !in.Empty() && ops < 512; ops++ {
+			e.op(in)
 			e.check()
 		}
 		e.bringUp()
@@ -132,24 +133,6 @@ func fuzzCommonSeeds() [][]byte {
 // region selects the BAR structure (or a macro), flags holds the access
 // size (bits 0-1: 1, 2, 4, 8 bytes), read/write (bit 2) and how the value
 // is encoded (bits 3-5).
-type fuzzInput []byte
-
-func (in *fuzzInput) byte() byte {
-	if len(*in) == 0 {
-		return 0
-	}
-	b := (*in)[0]
-	*in = (*in)[1:]
-	return b
-}
-
-func (in *fuzzInput) uint(n int) uint64 {
-	var v uint64
-	for i := range n {
-		v |= uint64(in.byte()) << (8 * i)
-	}
-	return v
-}
 
 // Regions.
 const (
@@ -389,35 +372,35 @@ func (d *fuzzDev) Activate(a Activation) error {
 func (d *fuzzDev) Reset() { d.active, d.queues = false, 0 }
 
 // op decodes and performs one operation.
-func (e *fuzzEnv) op(in *fuzzInput) {
-	region := int(in.byte()) % numRegions
+func (e *fuzzEnv) op(in *fuzzinput.Reader) {
+	region := int(in.Byte()) % numRegions
 	if region == regMacro {
-		e.macro(int(in.byte())%numMacros, in.byte())
+		e.macro(int(in.Byte())%numMacros, in.Byte())
 		return
 	}
-	off := uint64(in.byte())
+	off := uint64(in.Byte())
 	if region == regRaw {
-		off |= uint64(in.byte()) << 8
+		off |= uint64(in.Byte()) << 8
 	}
-	flags := in.byte()
+	flags := in.Byte()
 	size := 1 << (flags & 3)
 	write := flags&4 != 0
 	var v uint64
 	switch mode := flags >> 3 & 7; mode {
 	case modeRaw:
-		v = in.uint(8)
+		v = in.Uint(8)
 	case modeByte:
-		v = in.uint(1)
+		v = in.Uint(1)
 	case modeWord:
-		v = in.uint(2)
+		v = in.Uint(2)
 	case modeRAM:
-		v = in.uint(2) << 4
+		v = in.Uint(2) << 4
 	case modeDword:
-		v = in.uint(4)
+		v = in.Uint(4)
 	case modeAddStatus:
-		v = uint64(e.status()) | in.uint(1)
+		v = uint64(e.status()) | in.Uint(1)
 	case modeOffered:
-		b := in.byte()
+		b := in.Byte()
 		e.tr.mu.Lock()
 		v = featureWord(e.tr.offered, e.tr.st.driverFeatSel) ^ uint64(b>>5&1)<<(b&31)
 		e.tr.mu.Unlock()
