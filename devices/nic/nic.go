@@ -5,7 +5,7 @@
 // guest memory it may send without copying. It completes both through a
 // Sink. The tap model (readv/writev on a Linux tap), the in-process pair,
 // and the zero-copy 82599 path are all Models; a device author adds one by
-// implementing the five methods below.
+// implementing the six methods below and checks it with package nictest.
 //
 // Frame format at this interface: every frame, in both directions, starts
 // with a virtio_net_hdr of Config.HdrLen bytes (10, or 12 with
@@ -151,6 +151,10 @@ type Model interface {
 	Transmit(frames []Buf)
 	// Stop ends operation and returns the receive buffers it still holds,
 	// in posting order, so the device can give them back to the guest.
+	// Every buffer lent comes back exactly once: in a Sink.RxFrames call
+	// made before Stop returns, or from Stop. After Stop returns the model
+	// makes no Sink call until the next Start (the queues are being reset
+	// under it). Start may follow Stop. Package nictest checks all this.
 	Stop() []Buf
 }
 

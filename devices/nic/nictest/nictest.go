@@ -148,6 +148,15 @@ func (r *rig) start(s shape) *driver {
 	return d
 }
 
+// startRefilling starts a driver that lends its buffers up front and
+// lends each one back as soon as the model reports it, as virtio-net does.
+func (r *rig) startRefilling(s shape) *driver {
+	d := r.start(s)
+	d.refill.Store(true)
+	d.post(s.post)
+	return d
+}
+
 func (r *rig) dst() [6]byte {
 	if r.link.MAC == ([6]byte{}) {
 		return [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
@@ -431,9 +440,7 @@ func testNoBuffers(t *testing.T, r *rig) {
 
 func testConcurrent(t *testing.T, r *rig) {
 	s := r.shapes()[0]
-	d := r.start(s)
-	d.refill.Store(true)
-	d.post(s.post)
+	d := r.startRefilling(s)
 	const n = 300
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
@@ -507,9 +514,7 @@ func testConcurrent(t *testing.T, r *rig) {
 
 func testStopWhileBusy(t *testing.T, r *rig) {
 	s := r.shapes()[0]
-	d := r.start(s)
-	d.refill.Store(true)
-	d.post(s.post)
+	d := r.startRefilling(s)
 	stop := make(chan struct{})
 	sent := make(chan struct{})
 	go func() { // keeps the wire busy through Stop
@@ -547,9 +552,7 @@ func testStopWhileBusy(t *testing.T, r *rig) {
 		return
 	}
 	// Start again, as virtio-net does after the driver resets the device.
-	d2 := r.start(s)
-	d2.refill.Store(true)
-	d2.post(s.post)
+	d2 := r.startRefilling(s)
 	deadline := time.Now().Add(Timeout)
 	for seq := uint32(60000); time.Now().Before(deadline); seq++ {
 		// Frames queued before the restart may come first; resend until one
