@@ -136,11 +136,17 @@ func (n *NIC) attachVirtioNet(p *vmm.Platform) error {
 		return err
 	}
 	n.dev = dev
+	// Doorbells are KVM ioeventfds; without a VM (tests) every
+	// notification goes through the MMIO handler instead.
+	var doorbells pcitransport.DoorbellRegistrar
+	if p.VM != nil {
+		doorbells = pcitransport.KVMDoorbells{VM: p.VM}
+	}
 	tr, err := pcitransport.New(pcitransport.Config{
 		Device:      dev,
 		Mem:         p.Mem,
 		AllocVector: p.AllocMSI,
-		Doorbells:   pcitransport.KVMDoorbells{VM: p.VM},
+		Doorbells:   doorbells,
 		Logger:      p.Log,
 	})
 	if err != nil {
