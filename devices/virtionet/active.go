@@ -28,6 +28,19 @@ const batch = 64
 // differently says when they do not (nic.Sink.RxStarved).
 const rxLowWater = 64
 
+// maxChainDescs bounds the descriptors of one receive or transmit chain.
+// Linux's virtio_net never uses more than MAX_SKB_FRAGS+2 (19 by default,
+// 47 at the largest CONFIG_MAX_SKB_FRAGS): a transmit skb's header, linear
+// part and fragments; a "big packets" receive buffer likewise. A longer
+// chain goes back to the driver as a bad chain. Without the bound a guest
+// could post 65,536-descriptor indirect chains, each held as segment
+// arrays while lent (tens of MiB of host heap per ring).
+const maxChainDescs = 64
+
+// keepLentSegs is the segment capacity kept per receive head once its
+// buffer is back: what a Linux chain needs, no more.
+const keepLentSegs = 4
+
 // txLinger is how long the tx worker, having drained the ring, keeps the
 // driver's kicks off and waits before looking again. A sending guest keeps
 // adding frames: they are picked up without a kick (an exit), and their
@@ -107,6 +120,8 @@ func newActive(n *Net, mem *guestmem.Memory, rx, tx *pcitransport.ActiveQueue, c
 	qs := int(rx.Queue.Size())
 	st := &activeState{n: n, mem: mem, rx: *rx, tx: *tx, cfg: cfg, lent: make([][][]byte, qs), lentGPA: make([][]uint64, qs), held: make([]uint16, qs),
 		rxLow: min(rxLowWater, qs/2), rxCo: coalescer{gap: n.cfg.Moderation.RxCoalesce}, txPoll: newTxPoller(n.cfg.Moderation.TxPoll)}
+	rx.Queue.SetMaxChainDescs(maxChainDescs)
+	tx.Queue.SetMaxChainDescs(maxChainDescs)
 	var err error
 	if st.stopFD, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
 		return nil, fmt.Errorf("virtionet: eventfd: %w", err)
@@ -206,20 +221,30 @@ func (st *activeState) worker(doorbell int, fn func() time.Duration) {
 func (st *activeState) postRx() {
 	st.rxMu.Lock()
 	defer st.rxMu.Unlock()
-	st.pullRx()
+	st.pullRx(0)
 }
 
 // pullRx lends every available receive chain to the model, then turns the
 // driver's kicks off while the model holds plenty of buffers and on when
-// it runs low. Called with rxMu held.
-func (st *activeState) pullRx() {
+// it runs low. limit > 0 pops at most that many chains: after the model
+// refused buffers, each completed frame frees room for about as many as it
+// used, and popping (walking) more would only walk chains again that the
+// model refuses again, on every frame. Called with rxMu held.
+func (st *activeState) pullRx(limit int) {
 	q := st.rx.Queue
 	returned := false
 	st.rxBufs = st.rxBufs[:0]
 	st.rxRefused = false
+	popped := 0
 	for {
 		empty, full := false, false
 		for len(st.rxBufs) < batch {
+			if limit > 0 && popped == limit {
+				// More may wait: the next completed frame pulls again.
+				st.rxRefused = true
+				break
+			}
+			popped++
 			ok, err := q.PopInto(st.mem, &st.rxChain)
 			if err != nil {
 				ce, isChain := errChain(err)
@@ -267,6 +292,9 @@ func (st *activeState) pullRx() {
 			st.rxRefused = true
 			break // the model is full: the rest stay in the avail ring
 		}
+		if limit > 0 && popped == limit {
+			break
+		}
 		if empty {
 			if st.rxLent >= st.rxLow && !st.rxStarved {
 				// Plenty: RxFrame pulls what the driver adds meanwhile, a
@@ -312,6 +340,7 @@ func (st *activeState) lend(extra uint16) bool {
 	}
 	for _, b := range st.rxBufs[k:] {
 		st.held[b.ID]--
+		st.releaseLent(b.ID)
 	}
 	st.rxLent += k
 	refused := len(st.rxBufs) - k
@@ -321,6 +350,15 @@ func (st *activeState) lend(extra uint16) bool {
 	}
 	_ = st.rx.Queue.Undo(uint16(refused) + extra)
 	return false
+}
+
+// releaseLent drops the segment arrays of a receive head no longer lent
+// if a large chain grew them, so host memory follows what the model holds
+// now, not the largest chains the driver ever posted.
+func (st *activeState) releaseLent(head uint16) {
+	if st.held[head] == 0 && cap(st.lent[head]) > keepLentSegs {
+		st.lent[head], st.lentGPA[head] = nil, nil
+	}
 }
 
 // RxFrames implements nic.Sink: each frame landed in its buffers; all of
@@ -340,6 +378,7 @@ func (st *activeState) RxFrames(b *nic.RxBatch) {
 			if st.held[u.ID] > 0 {
 				st.held[u.ID]--
 			}
+			st.releaseLent(u.ID)
 			if err := q.PutUsed(st.mem, u.ID, u.Written); err != nil {
 				st.n.log.Warn("virtio-net: rx used", "err", err)
 			}
@@ -356,13 +395,18 @@ func (st *activeState) RxFrames(b *nic.RxBatch) {
 		_ = st.rx.Interrupt.Trigger()
 		st.rxIRQs.Add(1)
 	}
-	if st.rxRefused || st.rxLent < st.rxLow {
-		// The model has room again (it refused buffers for its cap), or
-		// runs low with kicks off: take what the driver added since. This
-		// also turns kicks back on when the ring is empty, so the model is
-		// never left waiting for buffers nobody will fetch. (Models call
-		// RxFrame without the lock their PostRx takes: nic.Sink.)
-		st.pullRx()
+	switch {
+	case st.rxLent < st.rxLow:
+		// The model runs low with kicks off: take what the driver added
+		// since. This also turns kicks back on when the ring is empty, so
+		// the model is never left waiting for buffers nobody will fetch.
+		// (Models call RxFrames without the lock their PostRx takes:
+		// nic.Sink.)
+		st.pullRx(0)
+	case st.rxRefused:
+		// The model refused buffers for its cap and has room for about
+		// as many as it just used.
+		st.pullRx(b.Buffers())
 	}
 }
 
@@ -394,7 +438,7 @@ func (st *activeState) RxStarved() {
 		return
 	}
 	st.rxStarved = true
-	st.pullRx()
+	st.pullRx(0)
 }
 
 // TxDone implements nic.Sink. It may be called from inside Transmit (on

@@ -161,19 +161,34 @@ func (r *rig) active() *activeState {
 
 func newRigWith(t *testing.T, mergeable bool, features uint64, eventIdx bool, mod Moderation) *rig {
 	t.Helper()
+	return newRigQueues(t, mergeable, features, eventIdx, mod, queuetest.Config{Size: 64})
+}
+
+// newRigQueues builds a rig whose two guest queues are laid out as qc says
+// (size, chunks, indirect).
+func newRigQueues(t *testing.T, mergeable bool, features uint64, eventIdx bool, mod Moderation, qc queuetest.Config) *rig {
+	t.Helper()
 	r := &rig{model: &fakeModel{caps: nic.Capabilities{Csum: true, TSO: true}}}
 	var err error
-	r.rxD, err = queuetest.New(queuetest.Config{Size: 64, GPA: 0x10000, EventIdx: eventIdx})
+	qc.EventIdx = eventIdx
+	rxc, txc := qc, qc
+	rxc.GPA, txc.GPA = 0x10000, 0x1000_0000
+	r.rxD, err = queuetest.New(rxc)
 	require.NoError(t, err)
-	r.txD, err = queuetest.New(queuetest.Config{Size: 64, GPA: 0x1000_0000, EventIdx: eventIdx})
+	r.txD, err = queuetest.New(txc)
 	require.NoError(t, err)
 	mem, err := guestmem.FromRegions(r.rxD.Mem.Regions()[0], r.txD.Mem.Regions()[0])
 	require.NoError(t, err)
-	r.rxQ, r.txQ = queue.New(64), queue.New(64)
+	r.rxQ, r.txQ = queue.New(qc.Size), queue.New(qc.Size)
 	r.rxQ.SetEventIdx(eventIdx)
 	r.txQ.SetEventIdx(eventIdx)
 	if eventIdx {
 		features |= FeatEventIdx
+	}
+	if qc.Indirect {
+		r.rxQ.SetIndirect(true)
+		r.txQ.SetIndirect(true)
+		features |= FeatIndirect
 	}
 	require.NoError(t, r.rxD.Configure(r.rxQ))
 	require.NoError(t, r.txD.Configure(r.txQ))

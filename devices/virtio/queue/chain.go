@@ -43,11 +43,23 @@ func (c *Chain) WriteAt(p []byte, off uint64) int {
 	return copySegs(c.Writable, off, p, true)
 }
 
+// keepSegs is the segment capacity a reused Chain keeps from one pop to
+// the next: ordinary chains (Linux's have at most MAX_SKB_FRAGS+2) never
+// reallocate, and one large chain does not leave its array behind.
+const keepSegs = 64
+
 func (c *Chain) reset(head uint16) {
 	c.Head = head
-	c.Readable = c.Readable[:0]
-	c.Writable = c.Writable[:0]
+	c.Readable = trimSegs(c.Readable)
+	c.Writable = trimSegs(c.Writable)
 	c.Indirect = false
+}
+
+func trimSegs(s []Segment) []Segment {
+	if cap(s) > keepSegs {
+		return nil
+	}
+	return s[:0]
 }
 
 func segLen(s []Segment) uint64 {

@@ -46,6 +46,7 @@ var (
 // Per-chain causes (wrapped together with ErrInvalidChain).
 var (
 	ErrChainTooLong          = errors.New("chain longer than its descriptor table (loop?)")
+	ErrChainTooManyDescs     = errors.New("chain has more descriptors than the device accepts")
 	ErrChainTooBig           = errors.New("chain buffers exceed 2^32 bytes in total")
 	ErrNextOutOfRange        = errors.New("next index outside descriptor table")
 	ErrDescOutOfRange        = errors.New("descriptor buffer outside guest RAM")

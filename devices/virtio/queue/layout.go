@@ -27,6 +27,14 @@ const (
 	// QEMU and rust-vmm tolerate); the 16-bit next field can address at most
 	// 65536 entries, so that is the hard bound.
 	MaxIndirectDescs = 1 << 16
+
+	// DefaultMaxChainDescs bounds the descriptors of one chain, direct and
+	// indirect together, zero-length ones included: Linux's UIO_MAXIOV,
+	// which vhost and QEMU (VIRTQUEUE_MAX_SIZE) also use. Without it a
+	// driver could make the device walk, and hold segments for, 65,536
+	// descriptors per head. A device that knows its driver posts fewer
+	// lowers it with SetMaxChainDescs.
+	DefaultMaxChainDescs = 1024
 )
 
 // Descriptor flags (§2.7.5).

@@ -97,11 +97,15 @@ func (q *Queue) walk(mem *guestmem.Memory, c *Chain) error {
 	idx := c.Head
 	writable := false
 	var total uint64
+	walked := uint32(0) // every descriptor of the chain, across both tables
 	for count := uint32(0); ; {
 		if count == limit {
 			return fmt.Errorf("%w: more than %d descriptors", ErrChainTooLong, limit)
 		}
 		count++
+		if walked++; walked > q.maxChain {
+			return fmt.Errorf("%w: more than %d", ErrChainTooManyDescs, q.maxChain)
+		}
 		d, err := readDesc(mem, table, idx)
 		if err != nil {
 			return fmt.Errorf("%w: descriptor %d: %w", ErrDescOutOfRange, idx, err)
@@ -115,6 +119,7 @@ func (q *Queue) walk(mem *guestmem.Memory, c *Chain) error {
 			// at entry 0 and is bounded by the table length.
 			c.Indirect = true
 			table, limit, idx, count = d.addr, d.len/DescSize, 0, 0
+			walked-- // the pointer to the table carries no buffer
 			continue
 		}
 		if d.len > 0 { // zero-length descriptors carry nothing: skip them

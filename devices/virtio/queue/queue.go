@@ -14,6 +14,7 @@ import (
 type Queue struct {
 	// Driver-programmed configuration (§4.1.4.3 common config).
 	maxSize   uint16
+	maxChain  uint32 // descriptors per chain (SetMaxChainDescs); kept across Reset
 	size      uint16
 	descTable uint64
 	availRing uint64
@@ -47,7 +48,7 @@ func New(maxSize uint16) *Queue {
 	if maxSize == 0 {
 		maxSize = 1
 	}
-	q := &Queue{maxSize: maxSize}
+	q := &Queue{maxSize: maxSize, maxChain: DefaultMaxChainDescs}
 	q.Reset()
 	return q
 }
@@ -56,7 +57,16 @@ func New(maxSize uint16) *Queue {
 // §2.6.1 queue reset): not ready, size = max size, ring addresses 0, features
 // off, cursors 0, no latched error.
 func (q *Queue) Reset() {
-	*q = Queue{maxSize: q.maxSize, size: q.maxSize}
+	*q = Queue{maxSize: q.maxSize, maxChain: q.maxChain, size: q.maxSize}
+}
+
+// SetMaxChainDescs sets how many descriptors one chain may have, direct
+// and indirect together (at least 1; DefaultMaxChainDescs unless set). A
+// longer chain is a *ChainError (ErrChainTooManyDescs), walked no further:
+// the device holds at most this many segments per popped chain (plus one
+// per RAM region boundary a buffer crosses).
+func (q *Queue) SetMaxChainDescs(n int) {
+	q.maxChain = uint32(max(1, min(n, MaxIndirectDescs)))
 }
 
 // MaxSize returns the maximum queue size offered to the driver (queue_size

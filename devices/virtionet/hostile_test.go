@@ -1,0 +1,118 @@
+package virtionet
+
+import (
+	"runtime"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/govmm/govmm/devices/virtio/queue"
+	"github.com/govmm/govmm/devices/virtio/queue/queuetest"
+)
+
+// heapBound is the most host heap a guest may make virtio-net hold by
+// filling both rings with the largest chains it can build (the threat
+// model's "host memory stays flat").
+const heapBound = 4 << 20
+
+func heapInUse() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// fillHostile makes every head of d's ring an indirect chain of n
+// descriptors, all sharing one table (as a hostile driver may), writable
+// for a receive ring, readable for a transmit ring. Each descriptor is one
+// byte: the chain is as long as it can be for the memory it names.
+func fillHostile(t *testing.T, d *queuetest.Driver, n int, writable bool) {
+	t.Helper()
+	buf, err := d.Alloc()
+	require.NoError(t, err)
+	tbl, err := d.Alloc()
+	require.NoError(t, err)
+	flags := uint16(queue.DescFNext)
+	if writable {
+		flags |= queue.DescFWrite
+	}
+	descs := make([]queuetest.Desc, n)
+	for i := range descs {
+		descs[i] = queuetest.Desc{Addr: buf + uint64(i%int(d.ChunkSize)), Len: 1, Flags: flags, Next: uint16(i + 1)}
+	}
+	descs[0].Len = hdrLen // a receive buffer holds the header; a frame starts with it
+	descs[n-1].Flags &^= queue.DescFNext
+	require.NoError(t, d.WriteTable(tbl, descs))
+	for head := range d.Size {
+		require.NoError(t, d.WriteDesc(head, queuetest.Desc{Addr: tbl, Len: uint32(n) * queue.DescSize, Flags: queue.DescFIndirect}))
+		require.NoError(t, d.PushAvail(head))
+	}
+}
+
+// TestHostileChainsKeepHostMemoryFlat fills both 256-entry rings with
+// indirect chains, first of the largest size the queue format allows
+// (65,536 descriptors), then of the largest virtio-net accepts
+// (maxChainDescs), under a model that holds only 8 receive buffers (a pin
+// cap), and checks that the host heap stays within heapBound while the
+// device walks, refuses, lends and re-pulls them, and that traffic still
+// flows afterwards.
+func TestHostileChainsKeepHostMemoryFlat(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		descs int
+		bad   bool // the device returns them as bad chains
+	}{
+		{"65536-descriptor chains", queue.MaxIndirectDescs, true},
+		{"chains at virtio-net's cap", maxChainDescs, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRigQueues(t, true, 0, true, Moderation{}, queuetest.Config{
+				Size: 256, Indirect: true, ChunkSize: queue.MaxIndirectDescs * queue.DescSize, Chunks: 6})
+			r.model.mu.Lock()
+			r.model.capN = 8
+			r.model.mu.Unlock()
+			before := heapInUse()
+
+			fillHostile(t, r.rxD, tc.descs, true)
+			fillHostile(t, r.txD, tc.descs, false)
+			kick(r.rxBell)
+			kick(r.txBell)
+			if tc.bad {
+				waitFor(t, "every hostile chain returned as bad", func() bool {
+					return r.dev.Stats.RxBadChains.Load() == 256 && r.dev.Stats.TxBadChains.Load() == 256
+				})
+			} else {
+				waitFor(t, "every transmit chain sent", func() bool { return r.dev.Stats.TxFrames.Load() == 256 })
+				waitFor(t, "the model's cap lent", func() bool { return r.model.posted() == 8 })
+				// Frames complete buffers; each completion re-pulls from the
+				// ring, which holds 248 chains the model refused.
+				frame := make([]byte, hdrLen+maxChainDescs-1)
+				for range 64 {
+					waitFor(t, "a buffer to receive into", func() bool { return r.model.posted() > 0 })
+					r.model.deliver(frame)
+				}
+			}
+			grew := int64(heapInUse()) - int64(before)
+			t.Logf("host heap grew by %d KiB", grew>>10)
+			require.Less(t, grew, int64(heapBound), "host heap grew by %d KiB", grew>>10)
+
+			// Traffic still flows: an ordinary buffer and frame after them.
+			rxBuf, err := r.rxD.Alloc()
+			require.NoError(t, err)
+			require.NoError(t, r.rxD.WriteDesc(0, queuetest.Desc{Addr: rxBuf, Len: 2048, Flags: queue.DescFWrite}))
+			require.NoError(t, r.rxD.PushAvail(0))
+			kick(r.rxBell)
+			rxBefore := r.dev.Stats.RxFrames.Load()
+			waitFor(t, "the ordinary buffer lent", func() bool { return r.model.posted() > 0 })
+			r.model.deliver(make([]byte, hdrLen+60))
+			require.Equal(t, rxBefore+1, r.dev.Stats.RxFrames.Load())
+			txBuf, err := r.txD.Alloc()
+			require.NoError(t, err)
+			require.NoError(t, r.txD.WriteDesc(0, queuetest.Desc{Addr: txBuf, Len: hdrLen + 60}))
+			require.NoError(t, r.txD.PushAvail(0))
+			txBefore := r.dev.Stats.TxFrames.Load()
+			kick(r.txBell)
+			waitFor(t, "the ordinary frame sent", func() bool { return r.dev.Stats.TxFrames.Load() == txBefore+1 })
+		})
+	}
+}
