@@ -23,6 +23,7 @@ type NetStats struct {
 	TxZeroCopyFrames  uint64 `json:"tx_zerocopy_frames"`
 	TxCopiedBytes     uint64 `json:"tx_copied_bytes"`
 	TxBadChains       uint64 `json:"tx_bad_chains"`
+	BrokenQueues      uint64 `json:"broken_queues"`
 	PinnedBytes       uint64 `json:"pinned_bytes"`
 	PinnedBytesPeak   uint64 `json:"pinned_bytes_peak"`
 	PinLimitBytes     uint64 `json:"pin_limit_bytes"`
@@ -41,15 +42,16 @@ func (n *NIC) Stats(name string) NetStats {
 	}
 	d := &n.dev.Stats
 	s := NetStats{
-		Name:        name,
-		Tap:         n.Config.Tap,
-		Model:       n.modelName,
-		RxFrames:    d.RxFrames.Load(),
-		RxBytes:     d.RxBytes.Load(),
-		RxBadChains: d.RxBadChains.Load(),
-		TxFrames:    d.TxFrames.Load(),
-		TxBytes:     d.TxBytes.Load(),
-		TxBadChains: d.TxBadChains.Load(),
+		Name:         name,
+		Tap:          n.Config.Tap,
+		Model:        n.modelName,
+		RxFrames:     d.RxFrames.Load(),
+		RxBytes:      d.RxBytes.Load(),
+		RxBadChains:  d.RxBadChains.Load(),
+		TxFrames:     d.TxFrames.Load(),
+		TxBytes:      d.TxBytes.Load(),
+		TxBadChains:  d.TxBadChains.Load(),
+		BrokenQueues: d.BrokenQueues.Load(),
 	}
 	if zc, ok := n.model.(*zerocopy.Model); ok {
 		z := zc.Stats()

@@ -103,6 +103,12 @@ type activeState struct {
 	txWake      int // eventfd: asynchronous TxDone happened
 	txPoll      txPoller
 
+	// needsReset tells the driver that a queue it broke needs a device
+	// reset (pcitransport.Activation.NeedsReset); rxBroken/txBroken make
+	// that, and its log line, happen once per queue.
+	needsReset         func()
+	rxBroken, txBroken atomic.Bool
+
 	// stopped is set, under both rxMu and txDoneMu, when the device is
 	// reset; completions the model reports after that are dropped.
 	stopped bool
@@ -249,7 +255,7 @@ func (st *activeState) pullRx(limit int) {
 			if err != nil {
 				ce, isChain := errChain(err)
 				if !isChain {
-					st.n.log.Warn("virtio-net: receive queue broken by the driver", "err", err)
+					st.queueBroken(&st.rxBroken, "receive", err)
 					return
 				}
 				if full = !st.returnBad(ce.Head); full {
@@ -380,7 +386,7 @@ func (st *activeState) RxFrames(b *nic.RxBatch) {
 			}
 			st.releaseLent(u.ID)
 			if err := q.PutUsed(st.mem, u.ID, u.Written); err != nil {
-				st.n.log.Warn("virtio-net: rx used", "err", err)
+				st.queueBroken(&st.rxBroken, "receive", err)
 			}
 			bytes += uint64(u.Written)
 		}
@@ -479,7 +485,7 @@ func (st *activeState) processTx() time.Duration {
 					st.completeTx(ce.Head)
 					continue
 				}
-				st.n.log.Warn("virtio-net: transmit queue broken by the driver", "err", err)
+				st.queueBroken(&st.txBroken, "transmit", err)
 				return 0
 			}
 			if !ok {
@@ -577,7 +583,7 @@ func (st *activeState) publishTx() {
 	q := st.tx.Queue
 	for _, id := range done {
 		if err := q.PutUsed(st.mem, id, 0); err != nil {
-			st.n.log.Warn("virtio-net: tx used", "err", err)
+			st.queueBroken(&st.txBroken, "transmit", err)
 		}
 	}
 	// Published at once (the guest reaps them on its next transmit), the
@@ -585,6 +591,21 @@ func (st *activeState) publishTx() {
 	since := q.UsedIdx()
 	if st.publishUsed(q) && !st.txOwed {
 		st.txOwed, st.txOwedSince = true, since
+	}
+}
+
+// queueBroken reports a queue the driver broke (a ring-level violation,
+// latched by package queue until reset): logged once, and the device asks
+// for a reset (DEVICE_NEEDS_RESET with a configuration-change interrupt,
+// §2.1.2) instead of warning on every buffer of every frame.
+func (st *activeState) queueBroken(once *atomic.Bool, which string, err error) {
+	if once.Swap(true) {
+		return
+	}
+	st.n.Stats.BrokenQueues.Add(1)
+	st.n.log.Warn("virtio-net: "+which+" queue broken by the driver; device needs reset", "err", err)
+	if st.needsReset != nil {
+		st.needsReset()
 	}
 }
 
@@ -601,7 +622,11 @@ func (st *activeState) publish(q *queue.Queue, irq pcitransport.Interrupt, sent 
 // driver asked to be interrupted for them.
 func (st *activeState) publishUsed(q *queue.Queue) bool {
 	if err := q.PublishUsed(st.mem); err != nil {
-		st.n.log.Warn("virtio-net: publish used", "err", err)
+		if q == st.rx.Queue {
+			st.queueBroken(&st.rxBroken, "receive", err)
+		} else {
+			st.queueBroken(&st.txBroken, "transmit", err)
+		}
 		return false
 	}
 	need, err := q.NeedsNotification(st.mem)

@@ -3,6 +3,7 @@ package virtionet
 import (
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -115,4 +116,31 @@ func TestHostileChainsKeepHostMemoryFlat(t *testing.T) {
 			waitFor(t, "the ordinary frame sent", func() bool { return r.dev.Stats.TxFrames.Load() == txBefore+1 })
 		})
 	}
+}
+
+// TestBrokenQueueAsksForReset: a driver that breaks a ring (an avail idx
+// further ahead than the ring holds) gets DEVICE_NEEDS_RESET once per
+// queue, however many kicks and frames follow, and the device counts it.
+func TestBrokenQueueAsksForReset(t *testing.T) {
+	r := newRig(t, true, 0)
+	for range 4 {
+		_, err := r.rxD.AddChain(nil, []uint32{2048})
+		require.NoError(t, err)
+	}
+	kick(r.rxBell)
+	waitFor(t, "buffers lent", func() bool { return r.model.posted() == 4 })
+	require.NoError(t, r.txD.SetAvailIdx(r.txD.AvailIdx()+1000))
+	for range 5 {
+		kick(r.txBell)
+	}
+	waitFor(t, "the transmit queue reported broken", func() bool { return r.resets.Load() == 1 })
+	require.NoError(t, r.rxD.SetAvailIdx(r.rxD.AvailIdx()+1000))
+	for range 3 { // frames complete buffers on a broken ring; pulls hit the bad idx
+		r.model.deliver(make([]byte, hdrLen+60))
+		kick(r.rxBell)
+	}
+	waitFor(t, "the receive queue reported broken", func() bool { return r.resets.Load() == 2 })
+	time.Sleep(20 * time.Millisecond)
+	require.Equal(t, int32(2), r.resets.Load(), "once per queue")
+	require.Equal(t, uint64(2), r.dev.Stats.BrokenQueues.Load())
 }

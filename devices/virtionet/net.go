@@ -46,6 +46,9 @@ type Config struct {
 type Stats struct {
 	RxFrames, RxBytes, TxFrames, TxBytes atomic.Uint64
 	RxBadChains, TxBadChains             atomic.Uint64
+	// BrokenQueues counts queues the driver broke (each sets
+	// DEVICE_NEEDS_RESET once until the device is reset).
+	BrokenQueues atomic.Uint64
 	// RxBatches counts the model's receive batches (RxFrames calls): frames
 	// per batch is what one used-ring publish and interrupt decision cover.
 	RxBatches atomic.Uint64
@@ -161,6 +164,7 @@ func (n *Net) Activate(a pcitransport.Activation) error {
 	if err != nil {
 		return err
 	}
+	st.needsReset = a.NeedsReset
 	if err := n.cfg.Model.Start(mcfg, st); err != nil {
 		st.stopWorkers()
 		return fmt.Errorf("virtionet: start %s model: %w", n.cfg.Model.Name(), err)

@@ -141,6 +141,7 @@ type rig struct {
 	rxBell       int
 	txBell       int
 	rxIRQ, txIRQ countIRQ
+	resets       atomic.Int32 // NeedsReset calls
 }
 
 func newRig(t *testing.T, mergeable bool, features uint64) *rig {
@@ -201,8 +202,9 @@ func newRigQueues(t *testing.T, mergeable bool, features uint64, eventIdx bool, 
 		features |= FeatMrgRxbuf
 	}
 	require.NoError(t, r.dev.Activate(pcitransport.Activation{
-		Features: features | FeatVersion1,
-		Mem:      mem,
+		Features:   features | FeatVersion1,
+		Mem:        mem,
+		NeedsReset: func() { r.resets.Add(1) },
 		Queues: []pcitransport.ActiveQueue{
 			{Index: rxQ, Queue: r.rxQ, Interrupt: &r.rxIRQ, Doorbell: r.rxBell},
 			{Index: txQ, Queue: r.txQ, Interrupt: &r.txIRQ, Doorbell: r.txBell},

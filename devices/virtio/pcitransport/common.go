@@ -359,7 +359,8 @@ func (t *Transport) checkFeatures(status uint8) error {
 // held.
 func (t *Transport) activate() {
 	s := &t.st
-	a := Activation{Features: s.driverFeatures, Mem: t.mem, ConfigInterrupt: t.cfgIRQ}
+	a := Activation{Features: s.driverFeatures, Mem: t.mem, ConfigInterrupt: t.cfgIRQ,
+		NeedsReset: func() { _ = t.SetNeedsReset() }}
 	for i := range t.queues {
 		q := &t.queues[i]
 		if !q.q.Ready() {

@@ -63,6 +63,12 @@ type Activation struct {
 	// normally use Transport.ConfigChanged instead, which also bumps
 	// config_generation.
 	ConfigInterrupt Interrupt
+	// NeedsReset marks the device DEVICE_NEEDS_RESET and raises the
+	// configuration-change interrupt (§2.1.2), for an error the device
+	// cannot recover from without the driver resetting it: a queue the
+	// driver broke (queue.ErrQueueBroken). Safe from any goroutine; nil
+	// in tests that do not need it.
+	NeedsReset func()
 }
 
 // ActiveQueue is one enabled queue handed to the device.

@@ -503,3 +503,22 @@ func TestInterruptFastPathDoesNotAllocate(t *testing.T) {
 	assert.Zero(t, testing.AllocsPerRun(100, func() { _ = irq.Trigger() }))
 	assert.Zero(t, testing.AllocsPerRun(100, func() { _ = e.tr.ConfigChanged() }))
 }
+
+// The device's NeedsReset (a queue the driver broke) sets the status bit
+// the driver reads.
+func TestActivationNeedsReset(t *testing.T) {
+	d := newFakeDev()
+	e := newEnv(t, d)
+	require.NotZero(t, e.negotiate(linuxFeatures)&StatusFeaturesOK)
+	e.setupQueue(0, 128, NoVector)
+	e.enableQueue(0)
+	e.addStatus(StatusDriverOK)
+	a, n := d.lastActivation()
+	require.Equal(t, 1, n)
+	require.Zero(t, e.status()&StatusNeedsReset)
+	require.NotNil(t, a.NeedsReset)
+	a.NeedsReset()
+	assert.NotZero(t, e.status()&StatusNeedsReset)
+	e.setCommon(RegDeviceStatus, 1, 0)
+	assert.Zero(t, e.status(), "a reset clears it")
+}
