@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 
-.PHONY: demo test unit fuzz e2e build images testhost bench profile experiment stability clean lint
+.PHONY: demo test unit fuzz fuzz-smoke e2e build images testhost bench profile experiment stability clean lint
 
 ## demo: install deps, build images and govmm, boot a guest (natively or in the nested test host) and show its console
 demo:
@@ -11,7 +11,7 @@ demo:
 	$(GO) run ./cmd/govmm-demo
 
 ## test: install deps, lint, unit tests with -race, every fuzz target briefly (20000 inputs each), then the end-to-end tests (native or nested)
-test: lint unit fuzz e2e
+test: lint unit fuzz-smoke e2e
 
 lint:
 	scripts/install-deps
@@ -21,8 +21,12 @@ lint:
 unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v "/tests$$")
 
-fuzz:
+fuzz-smoke:
 	scripts/fuzz-smoke
+
+## fuzz: the nightly-style run: every fuzz target for FUZZTIME inputs (default a million each), with the counts
+fuzz:
+	FUZZTIME='$(or $(FUZZTIME),1000000x)' scripts/fuzz-smoke
 
 e2e:
 	$(GO) test -count=1 -timeout 80m -v ./tests/ # one package: its progress streams live

@@ -9,6 +9,7 @@ import (
 	"github.com/govmm/govmm/devices/ixgbe-emu/pcidev"
 	"github.com/govmm/govmm/devices/nic"
 	"github.com/govmm/govmm/devices/nic/tap"
+	"github.com/govmm/govmm/devices/ratelimit"
 	"github.com/govmm/govmm/devices/virtio/pcitransport"
 	"github.com/govmm/govmm/devices/virtionet"
 	"github.com/govmm/govmm/vmm"
@@ -31,6 +32,9 @@ type NetConfig struct {
 	Model string
 	// OnActivate is called when the guest driver brings the device up.
 	OnActivate func(model string, features uint64)
+	// RxLimit and TxLimit rate-limit the guest's receive and transmit
+	// (virtio-net only; nil: unlimited). Their state outlives a reboot.
+	RxLimit, TxLimit *ratelimit.Limiter
 	// OwnsTap: govmm created this tap for an earlier boot of the guest
 	// (see RebootConfig); it is removed when this machine closes.
 	OwnsTap bool
@@ -130,6 +134,7 @@ func (n *NIC) attachVirtioNet(p *vmm.Platform) error {
 	dev, err := virtionet.New(virtionet.Config{
 		MAC: c.MAC, MTU: c.MTU, Mergeable: c.Mergeable, Model: n.model,
 		Moderation: c.Moderation, WorkerThread: p.DeviceThread,
+		RxLimit: c.RxLimit, TxLimit: c.TxLimit,
 		Logger: p.Log, OnActivate: c.OnActivate,
 	})
 	if err != nil {

@@ -7,14 +7,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/govmm/govmm/devices/ratelimit"
 	"github.com/govmm/govmm/devices/virtionet"
 	"github.com/govmm/govmm/machine"
 )
 
 // parseNetSpec parses tap=NAME[,mac=MAC][,mtu=N][,mrg-rxbuf=on|off][,path=zerocopy|copy][,pin-limit=SIZE]
-// [,tx-poll=DURATION][,rx-coalesce=DURATION].
+// [,tx-poll=DURATION][,rx-coalesce=DURATION][,model=virtio|ixgbe]
+// [,rx-bytes=RATE][,tx-bytes=RATE][,rx-ops=RATE][,tx-ops=RATE][,rx-burst=N][,tx-burst=N].
 func parseNetSpec(spec string) (machine.NetConfig, error) {
 	c := machine.NetConfig{Mergeable: true, Path: "zerocopy", Moderation: virtionet.DefaultModeration}
+	var burst []pendingBurst // applied once the rates are known, whatever the key order
 	for _, kv := range strings.Split(spec, ",") {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || v == "" {
@@ -66,6 +69,27 @@ func parseNetSpec(spec string) (machine.NetConfig, error) {
 			} else {
 				c.Moderation.RxCoalesce = d
 			}
+		case "rx-bytes", "tx-bytes", "rx-ops", "tx-ops", "rx-burst", "tx-burst":
+			n, err := parseRate(v)
+			if err != nil {
+				return c, fmt.Errorf("--net %q: %s: %w", spec, k, err)
+			}
+			dir, what, _ := strings.Cut(k, "-")
+			l := &c.RxLimit
+			if dir == "tx" {
+				l = &c.TxLimit
+			}
+			if *l == nil {
+				*l = &ratelimit.Limiter{}
+			}
+			switch what {
+			case "bytes":
+				(*l).Bytes = rateBucket(n)
+			case "ops":
+				(*l).Ops = rateBucket(n)
+			case "burst":
+				burst = append(burst, pendingBurst{*l, n})
+			}
 		case "model":
 			if v != "virtio" && v != "ixgbe" {
 				return c, fmt.Errorf("--net %q: model must be virtio or ixgbe", spec)
@@ -83,5 +107,51 @@ func parseNetSpec(spec string) (machine.NetConfig, error) {
 	if c.Tap == "" {
 		return c, fmt.Errorf("--net %q: tap=NAME is required", spec)
 	}
+	for _, b := range burst {
+		if !b.l.Bytes.Limited() {
+			return c, fmt.Errorf("--net %q: a burst needs the same direction's -bytes rate", spec)
+		}
+		b.l.Bytes.OneTimeBurst = b.n
+	}
+	if c.Model == "ixgbe" && (c.RxLimit != nil || c.TxLimit != nil) {
+		return c, fmt.Errorf("--net %q: rate limits apply to virtio-net, not model=ixgbe", spec)
+	}
 	return c, nil
+}
+
+type pendingBurst struct {
+	l *ratelimit.Limiter
+	n uint64
+}
+
+// parseRate reads a positive count per second with an optional k, M or G
+// suffix (powers of 1000, as network rates are written): "12500000",
+// "12.5M".
+func parseRate(s string) (uint64, error) {
+	mult := 1.0
+	if n := len(s); n > 0 {
+		switch s[n-1] {
+		case 'k', 'K':
+			mult, s = 1e3, s[:n-1]
+		case 'M':
+			mult, s = 1e6, s[:n-1]
+		case 'G':
+			mult, s = 1e9, s[:n-1]
+		}
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || v*mult < 1 || v*mult > 1e15 {
+		return 0, fmt.Errorf("%q is not a rate per second (examples: 12500000, 12.5M, 800k)", s)
+	}
+	return uint64(v * mult), nil
+}
+
+// rateBucket is a bucket for a rate per second that refills in 100 ms
+// steps: a tenth of a second's worth may pass at once after idle (a bucket
+// of a whole second would let a 10 s transfer run 10% over).
+func rateBucket(perSecond uint64) ratelimit.Bucket {
+	if perSecond < 10 {
+		return ratelimit.Bucket{Size: perSecond, RefillTime: time.Second}
+	}
+	return ratelimit.Bucket{Size: perSecond / 10, RefillTime: 100 * time.Millisecond}
 }

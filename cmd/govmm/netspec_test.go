@@ -4,6 +4,7 @@ import (
 	"net"
 	"os/exec"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -23,7 +24,18 @@ func TestParseNetSpec(t *testing.T) {
 	require.Equal(t, "copy", c.Path)
 	require.Equal(t, uint64(2<<20), c.PinLimit)
 
-	for _, bad := range []string{"", "tap", "tap=", "mac=52:54:00:12:34:56", "tap=t,mac=zz", "tap=t,mac=01:00:5e:00:00:01",
+	c, err = parseNetSpec("tap=t2,tx-burst=1M,tx-bytes=12.5M,rx-ops=5,rx-bytes=800k")
+	require.NoError(t, err)
+	require.Equal(t, uint64(1_250_000), c.TxLimit.Bytes.Size, "a tenth of a second's worth")
+	require.Equal(t, 100*time.Millisecond, c.TxLimit.Bytes.RefillTime)
+	require.Equal(t, uint64(1_000_000), c.TxLimit.Bytes.OneTimeBurst, "the burst may come before its rate")
+	require.False(t, c.TxLimit.Ops.Limited())
+	require.Equal(t, uint64(80_000), c.RxLimit.Bytes.Size)
+	require.Equal(t, uint64(5), c.RxLimit.Ops.Size, "under 10/s: a second's bucket")
+	require.Equal(t, time.Second, c.RxLimit.Ops.RefillTime)
+
+	for _, bad := range []string{"", "tap", "tap=", "tap=t,tx-bytes=0", "tap=t,tx-bytes=fast", "tap=t,rx-burst=1M",
+		"tap=t,model=ixgbe,rx-bytes=1M", "tap=t,tx-ops=-5", "mac=52:54:00:12:34:56", "tap=t,mac=zz", "tap=t,mac=01:00:5e:00:00:01",
 		"tap=t,mtu=10", "tap=t,mtu=70000", "tap=t,mrg-rxbuf=maybe", "tap=t,path=fast", "tap=t,color=red", "tap=t,pin-limit=1K", "tap=t,pin-limit=x", "tap=abcdefghijklmnopq"} {
 		_, err := parseNetSpec(bad)
 		require.Error(t, err, bad)

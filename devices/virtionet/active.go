@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/govmm/govmm/devices/nic"
+	"github.com/govmm/govmm/devices/ratelimit"
 	"github.com/govmm/govmm/devices/virtio/pcitransport"
 	"github.com/govmm/govmm/devices/virtio/queue"
 	"github.com/govmm/govmm/vmm/guestmem"
@@ -80,6 +81,12 @@ type activeState struct {
 	rxQuiet       bool
 	// rxCo defers receive interrupts that come too soon (Moderation.RxCoalesce).
 	rxCo coalescer
+	// rxLimit is the receive rate limit (nil: none), charged for what
+	// landed; while it is in debt no buffers are lent, and the rx worker
+	// (woken through rxWake) looks again after rxPause.
+	rxLimit *ratelimit.Limiter
+	rxPause time.Duration
+	rxWake  int // eventfd
 	// rxStarved: the model said it cannot take a frame with what it holds
 	// (Sink.RxStarved); until it completes one, kicks stay on whatever
 	// rxLent says (its buffers may be too small to count on).
@@ -102,6 +109,7 @@ type activeState struct {
 	txOwedSince uint16
 	txWake      int // eventfd: asynchronous TxDone happened
 	txPoll      txPoller
+	txLimit     *ratelimit.Limiter // transmit rate limit (nil: none; tx worker only)
 
 	// needsReset tells the driver that a queue it broke needs a device
 	// reset (pcitransport.Activation.NeedsReset); rxBroken/txBroken make
@@ -126,6 +134,7 @@ func newActive(n *Net, mem *guestmem.Memory, rx, tx *pcitransport.ActiveQueue, c
 	qs := int(rx.Queue.Size())
 	st := &activeState{n: n, mem: mem, rx: *rx, tx: *tx, cfg: cfg, lent: make([][][]byte, qs), lentGPA: make([][]uint64, qs), held: make([]uint16, qs),
 		rxLow: min(rxLowWater, qs/2), rxCo: coalescer{gap: n.cfg.Moderation.RxCoalesce}, txPoll: newTxPoller(n.cfg.Moderation.TxPoll)}
+	st.rxLimit, st.txLimit = n.cfg.RxLimit, n.cfg.TxLimit
 	rx.Queue.SetMaxChainDescs(maxChainDescs)
 	tx.Queue.SetMaxChainDescs(maxChainDescs)
 	var err error
@@ -136,13 +145,18 @@ func newActive(n *Net, mem *guestmem.Memory, rx, tx *pcitransport.ActiveQueue, c
 		unix.Close(st.stopFD)
 		return nil, fmt.Errorf("virtionet: eventfd: %w", err)
 	}
+	if st.rxWake, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		unix.Close(st.stopFD)
+		unix.Close(st.txWake)
+		return nil, fmt.Errorf("virtionet: eventfd: %w", err)
+	}
 	return st, nil
 }
 
 func (st *activeState) startWorkers() {
 	st.wg.Add(2)
-	go st.worker(st.rx.Doorbell, func() time.Duration { st.postRx(); return 0 })
-	go st.worker(st.tx.Doorbell, st.processTx)
+	go st.worker(st.rx.Doorbell, st.rxWake, st.postRx)
+	go st.worker(st.tx.Doorbell, st.txWake, st.processTx)
 }
 
 // stop ends the activation. A model may report completions after its Stop
@@ -166,6 +180,7 @@ func (st *activeState) stopWorkers() {
 	st.wg.Wait()
 	unix.Close(st.stopFD)
 	unix.Close(st.txWake)
+	unix.Close(st.rxWake)
 }
 
 var one = []byte{1, 0, 0, 0, 0, 0, 0, 0}
@@ -173,10 +188,11 @@ var one = []byte{1, 0, 0, 0, 0, 0, 0, 0}
 func signalFD(fd int) { _, _ = unix.Write(fd, one) }
 
 // worker runs fn once at start (buffers may already be waiting) and then
-// on every doorbell (or tx completion wake-up) until stopped. When fn
-// returns a duration, it left kicks off and wants to run again after that
-// long even without a doorbell.
-func (st *activeState) worker(doorbell int, fn func() time.Duration) {
+// on every doorbell, or wake-up from the device itself (a transmit
+// completion, a receive rate limit that wants a look later), until
+// stopped. When fn returns a duration, it wants to run again after that
+// long even without a doorbell (kicks are off, or a rate limit is in debt).
+func (st *activeState) worker(doorbell, wake int, fn func() time.Duration) {
 	defer st.wg.Done()
 	if st.n.cfg.WorkerThread != nil {
 		runtime.LockOSThread() // the thread exits with the goroutine: its placement goes too
@@ -185,11 +201,7 @@ func (st *activeState) worker(doorbell int, fn func() time.Duration) {
 	fds := []unix.PollFd{
 		{Fd: int32(doorbell), Events: unix.POLLIN},
 		{Fd: int32(st.stopFD), Events: unix.POLLIN},
-	}
-	if doorbell == st.tx.Doorbell {
-		// Only the tx worker publishes completions; were the rx worker to
-		// poll txWake too, it would spin until the tx worker drained it.
-		fds = append(fds, unix.PollFd{Fd: int32(st.txWake), Events: unix.POLLIN})
+		{Fd: int32(wake), Events: unix.POLLIN},
 	}
 	var drain [8]byte
 	again := fn()
@@ -215,19 +227,35 @@ func (st *activeState) worker(doorbell int, fn func() time.Duration) {
 		if fds[0].Revents != 0 {
 			_, _ = unix.Read(doorbell, drain[:])
 		}
-		if len(fds) > 2 && fds[2].Revents != 0 {
-			_, _ = unix.Read(st.txWake, drain[:])
+		if fds[2].Revents != 0 {
+			_, _ = unix.Read(wake, drain[:])
 		}
 		again = fn()
 	}
 }
 
 // postRx lends every available receive chain to the model (rx worker, on
-// a kick).
-func (st *activeState) postRx() {
+// a kick or a wake-up). It returns how long a receive rate limit wants to
+// wait before lending more (0: not limited).
+func (st *activeState) postRx() time.Duration {
 	st.rxMu.Lock()
 	defer st.rxMu.Unlock()
 	st.pullRx(0)
+	return st.rxPause
+}
+
+// rxLimited reports whether the receive rate limit is in debt; the rx
+// worker is then woken to wait it out (rxPause) and lend again.
+func (st *activeState) rxLimited() bool {
+	if !st.rxLimit.Limited() {
+		return false
+	}
+	wasPaused := st.rxPause > 0
+	st.rxPause = st.rxLimit.Wait(time.Now())
+	if st.rxPause > 0 && !wasPaused {
+		signalFD(st.rxWake)
+	}
+	return st.rxPause > 0
 }
 
 // pullRx lends every available receive chain to the model, then turns the
@@ -237,6 +265,9 @@ func (st *activeState) postRx() {
 // used, and popping (walking) more would only walk chains again that the
 // model refuses again, on every frame. Called with rxMu held.
 func (st *activeState) pullRx(limit int) {
+	if st.rxLimited() {
+		return // the model keeps what it holds; nothing more until the debt is paid
+	}
 	q := st.rx.Queue
 	returned := false
 	st.rxBufs = st.rxBufs[:0]
@@ -393,6 +424,7 @@ func (st *activeState) RxFrames(b *nic.RxBatch) {
 	}
 	st.rxLent = max(0, st.rxLent-b.Buffers())
 	st.rxStarved = false
+	st.rxLimit.Charge(bytes-uint64(b.Len())*hdrLen, uint64(b.Len()), time.Now())
 	st.n.Stats.RxFrames.Add(uint64(b.Len()))
 	st.n.Stats.RxBatches.Add(1)
 	st.n.Stats.RxBytes.Add(bytes - uint64(b.Len())*hdrLen)
@@ -477,7 +509,15 @@ func (st *activeState) processTx() time.Duration {
 		st.txFrames = st.txFrames[:0]
 		st.txSegs, st.txGPAs = st.txSegs[:0], st.txGPAs[:0]
 		popped := false
+		var limited time.Duration
 		for len(st.txFrames) < batch {
+			if st.txLimit.Limited() {
+				// Frames over the limit stay in the guest's ring, kicks
+				// off, until the bucket has refilled: nothing queues here.
+				if limited = st.txLimit.Wait(time.Now()); limited > 0 {
+					break
+				}
+			}
 			ok, err := q.PopInto(st.mem, &st.txChain)
 			if err != nil {
 				if ce, isChain := errChain(err); isChain {
@@ -512,6 +552,7 @@ func (st *activeState) processTx() time.Duration {
 			st.txFrames = append(st.txFrames, nic.Buf{ID: c.Head, Segs: st.txSegs[start:end:end], GPAs: st.txGPAs[start:end:end]})
 			st.n.Stats.TxFrames.Add(1)
 			st.n.Stats.TxBytes.Add(n - hdrLen)
+			st.txLimit.Charge(n-hdrLen, 1, time.Now())
 		}
 		if len(st.txFrames) > 0 {
 			st.txDoneMu.Lock()
@@ -520,6 +561,9 @@ func (st *activeState) processTx() time.Duration {
 			st.n.cfg.Model.Transmit(st.txFrames)
 		}
 		st.publishTx()
+		if limited > 0 {
+			return limited
+		}
 		if popped {
 			sent = true
 			continue

@@ -68,7 +68,7 @@ func TestHostileChainsKeepHostMemoryFlat(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRigQueues(t, true, 0, true, Moderation{}, queuetest.Config{
-				Size: 256, Indirect: true, ChunkSize: queue.MaxIndirectDescs * queue.DescSize, Chunks: 6})
+				Size: 256, Indirect: true, ChunkSize: queue.MaxIndirectDescs * queue.DescSize, Chunks: 6}, nil, nil)
 			r.model.mu.Lock()
 			r.model.capN = 8
 			r.model.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/govmm/govmm/devices/nic"
+	"github.com/govmm/govmm/devices/ratelimit"
 	"github.com/govmm/govmm/devices/virtio/pcitransport"
 	"github.com/govmm/govmm/devices/virtio/queue"
 )
@@ -36,6 +37,10 @@ type Config struct {
 	// thread before it starts (the machine's CPU placement: a worker that
 	// polls with timers must not fire them on a vCPU's CPU).
 	WorkerThread func()
+	// RxLimit and TxLimit rate-limit each direction (nil: unlimited). The
+	// device keeps their state across resets, so a guest cannot reset its
+	// way to a fresh one-time burst.
+	RxLimit, TxLimit *ratelimit.Limiter
 	Logger       *slog.Logger
 	// OnActivate, if set, is told the negotiated features (govmm run
 	// prints them).

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/govmm/govmm/devices/nic"
+	"github.com/govmm/govmm/devices/ratelimit"
 	"github.com/govmm/govmm/devices/virtio/pcitransport"
 	"github.com/govmm/govmm/devices/virtio/queue"
 	"github.com/govmm/govmm/devices/virtio/queue/queuetest"
@@ -162,12 +163,12 @@ func (r *rig) active() *activeState {
 
 func newRigWith(t *testing.T, mergeable bool, features uint64, eventIdx bool, mod Moderation) *rig {
 	t.Helper()
-	return newRigQueues(t, mergeable, features, eventIdx, mod, queuetest.Config{Size: 64})
+	return newRigQueues(t, mergeable, features, eventIdx, mod, queuetest.Config{Size: 64}, nil, nil)
 }
 
 // newRigQueues builds a rig whose two guest queues are laid out as qc says
-// (size, chunks, indirect).
-func newRigQueues(t *testing.T, mergeable bool, features uint64, eventIdx bool, mod Moderation, qc queuetest.Config) *rig {
+// (size, chunks, indirect), with rate limits rxl and txl (nil: none).
+func newRigQueues(t *testing.T, mergeable bool, features uint64, eventIdx bool, mod Moderation, qc queuetest.Config, rxl, txl *ratelimit.Limiter) *rig {
 	t.Helper()
 	r := &rig{model: &fakeModel{caps: nic.Capabilities{Csum: true, TSO: true}}}
 	var err error
@@ -196,7 +197,7 @@ func newRigQueues(t *testing.T, mergeable bool, features uint64, eventIdx bool, 
 	r.rxBell, _ = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	r.txBell, _ = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	t.Cleanup(func() { unix.Close(r.rxBell); unix.Close(r.txBell) })
-	r.dev, err = New(Config{MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, MTU: 1500, Mergeable: mergeable, Model: r.model, Moderation: mod})
+	r.dev, err = New(Config{MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, MTU: 1500, Mergeable: mergeable, Model: r.model, Moderation: mod, RxLimit: rxl, TxLimit: txl})
 	require.NoError(t, err)
 	if mergeable {
 		features |= FeatMrgRxbuf
