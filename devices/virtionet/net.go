@@ -41,7 +41,7 @@ type Config struct {
 	// device keeps their state across resets, so a guest cannot reset its
 	// way to a fresh one-time burst.
 	RxLimit, TxLimit *ratelimit.Limiter
-	Logger       *slog.Logger
+	Logger           *slog.Logger
 	// OnActivate, if set, is told the negotiated features (govmm run
 	// prints them).
 	OnActivate func(model string, features uint64)
