@@ -20,6 +20,7 @@ import (
 	"github.com/govmm/govmm/vmm"
 	"github.com/govmm/govmm/vmm/boot"
 	"github.com/govmm/govmm/vmm/legacy"
+	"github.com/govmm/govmm/vmm/seccomp"
 )
 
 // RunCmd is `govmm run`.
@@ -35,6 +36,7 @@ type RunCmd struct {
 	NoReboot    bool     `help:"Exit when the guest resets instead of booting it again." name:"no-reboot"`
 	CPUPin      string   `help:"Pin vCPU threads to host CPUs and keep govmm's other threads off them: off, auto (the last CPUs, one per vCPU, if one is left for the devices), or a list (one CPU per vCPU, e.g. 3,5)." default:"off" name:"cpu-pin" placeholder:"off|auto|LIST"`
 	CPUPinScope string   `help:"With --cpu-pin, which other threads are kept off the vCPUs' CPUs: pollers (the virtio-net queue workers, whose poll timers would interrupt a vCPU), all (every other thread), vcpus (none)." default:"pollers" name:"cpu-pin-scope" placeholder:"pollers|all|vcpus"`
+	Seccomp     string   `help:"System-call filter once the machine is built: on (a call off govmm's allow-list stops it with SIGSYS), log (allowed, and logged by the kernel: dmesg audit type=1326; to find what a new code path needs), off." default:"on" name:"seccomp" placeholder:"on|log|off"`
 	Profile     string   `help:"Write a CPU profile of govmm itself (Go pprof format, all boots) to FILE at exit: see where the VMM spends its time under load." name:"cpuprofile" type:"path" placeholder:"FILE"`
 }
 
@@ -44,6 +46,10 @@ type RunCmd struct {
 // devices, attached to the same taps.
 func (r *RunCmd) Run() error {
 	cfg, err := r.config()
+	if err != nil {
+		return usageError{err}
+	}
+	filter, err := seccomp.ParseMode(r.Seccomp)
 	if err != nil {
 		return usageError{err}
 	}
@@ -107,6 +113,14 @@ func (r *RunCmd) Run() error {
 		// guest RAM) are garbage now: give their pages back to the host
 		// instead of leaving them to the scavenger.
 		debug.FreeOSMemory()
+		if boot == 1 {
+			// Set-up is done: from here on govmm runs under the allow-list
+			// (later boots build their machines under it too).
+			if err := seccomp.Install(filter); err != nil {
+				m.Close()
+				return err
+			}
+		}
 		cur.Store(m)
 		if _, stopped := stoppedBy.Load().(unix.Signal); stopped {
 			// The signal came between two boots.
