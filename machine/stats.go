@@ -24,6 +24,8 @@ type NetStats struct {
 	TxCopiedBytes     uint64 `json:"tx_copied_bytes"`
 	TxBadChains       uint64 `json:"tx_bad_chains"`
 	BrokenQueues      uint64 `json:"broken_queues"`
+	SpuriousKicks     uint64 `json:"spurious_kicks"`
+	KickThrottles     uint64 `json:"kick_throttles"`
 	PinnedBytes       uint64 `json:"pinned_bytes"`
 	PinnedBytesPeak   uint64 `json:"pinned_bytes_peak"`
 	PinLimitBytes     uint64 `json:"pin_limit_bytes"`
@@ -42,16 +44,17 @@ func (n *NIC) Stats(name string) NetStats {
 	}
 	d := &n.dev.Stats
 	s := NetStats{
-		Name:         name,
-		Tap:          n.Config.Tap,
-		Model:        n.modelName,
-		RxFrames:     d.RxFrames.Load(),
-		RxBytes:      d.RxBytes.Load(),
-		RxBadChains:  d.RxBadChains.Load(),
-		TxFrames:     d.TxFrames.Load(),
-		TxBytes:      d.TxBytes.Load(),
-		TxBadChains:  d.TxBadChains.Load(),
-		BrokenQueues: d.BrokenQueues.Load(),
+		Name:          name,
+		Tap:           n.Config.Tap,
+		Model:         n.modelName,
+		RxFrames:      d.RxFrames.Load(),
+		RxBytes:       d.RxBytes.Load(),
+		RxBadChains:   d.RxBadChains.Load(),
+		TxFrames:      d.TxFrames.Load(),
+		TxBytes:       d.TxBytes.Load(),
+		TxBadChains:   d.TxBadChains.Load(),
+		BrokenQueues:  d.BrokenQueues.Load(),
+		SpuriousKicks: d.SpuriousKicks.Load(), KickThrottles: d.KickThrottles.Load(),
 	}
 	if zc, ok := n.model.(*zerocopy.Model); ok {
 		z := zc.Stats()

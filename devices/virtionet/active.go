@@ -110,6 +110,7 @@ type activeState struct {
 	txWake      int // eventfd: asynchronous TxDone happened
 	txPoll      txPoller
 	txLimit     *ratelimit.Limiter // transmit rate limit (nil: none; tx worker only)
+	txWorked    bool               // this round popped a chain (tx worker only)
 
 	// needsReset tells the driver that a queue it broke needs a device
 	// reset (pcitransport.Activation.NeedsReset); rxBroken/txBroken make
@@ -156,7 +157,7 @@ func newActive(n *Net, mem *guestmem.Memory, rx, tx *pcitransport.ActiveQueue, c
 func (st *activeState) startWorkers() {
 	st.wg.Add(2)
 	go st.worker(st.rx.Doorbell, st.rxWake, st.postRx)
-	go st.worker(st.tx.Doorbell, st.txWake, st.processTx)
+	go st.worker(st.tx.Doorbell, st.txWake, st.txRound)
 }
 
 // stop ends the activation. A model may report completions after its Stop
@@ -191,8 +192,10 @@ func signalFD(fd int) { _, _ = unix.Write(fd, one) }
 // on every doorbell, or wake-up from the device itself (a transmit
 // completion, a receive rate limit that wants a look later), until
 // stopped. When fn returns a duration, it wants to run again after that
-// long even without a doorbell (kicks are off, or a rate limit is in debt).
-func (st *activeState) worker(doorbell, wake int, fn func() time.Duration) {
+// long even without a doorbell (kicks are off, or a rate limit is in
+// debt); it also says whether it found work, so that a doorbell storm
+// (kicks with nothing new) costs a bounded share of a CPU (doorbellGuard).
+func (st *activeState) worker(doorbell, wake int, fn func() (time.Duration, bool)) {
 	defer st.wg.Done()
 	if st.n.cfg.WorkerThread != nil {
 		runtime.LockOSThread() // the thread exits with the goroutine: its placement goes too
@@ -204,8 +207,19 @@ func (st *activeState) worker(doorbell, wake int, fn func() time.Duration) {
 		{Fd: int32(wake), Events: unix.POLLIN},
 	}
 	var drain [8]byte
-	again := fn()
+	var guard doorbellGuard
+	again, _ := fn()
 	for {
+		// While the guard holds the doorbell shut, kicks pile up in its
+		// eventfd counter and are taken together when it opens.
+		wait, shut := guard.shut(time.Now())
+		fds[0].Events = unix.POLLIN
+		if shut {
+			fds[0].Events = 0
+			if again <= 0 || wait < again {
+				again = wait
+			}
+		}
 		var timeout *unix.Timespec
 		if again > 0 {
 			ts := unix.NsecToTimespec(int64(again))
@@ -230,8 +244,58 @@ func (st *activeState) worker(doorbell, wake int, fn func() time.Duration) {
 		if fds[2].Revents != 0 {
 			_, _ = unix.Read(wake, drain[:])
 		}
-		again = fn()
+		kicked := fds[0].Revents != 0
+		var worked bool
+		again, worked = fn()
+		if kicked && !worked {
+			st.n.Stats.SpuriousKicks.Add(1)
+			if guard.spurious(time.Now()) {
+				st.n.Stats.KickThrottles.Add(1)
+			}
+		}
 	}
+}
+
+// A doorbell storm: a guest ringing a doorbell with nothing new behind it,
+// in a loop. Every kick wakes the worker for a look that finds nothing;
+// with the doorbell's exit handled in the kernel (ioeventfd), nothing else
+// bounds how often. The guard lets spuriousBudget such kicks through per
+// spuriousWindow and then stops listening to the doorbell for the rest of
+// the window: kicks are not lost (the eventfd counts them) and a real one
+// waits at most the window. Linux drivers kick only for new buffers, so
+// they never meet it.
+const (
+	spuriousWindow = 10 * time.Millisecond
+	spuriousBudget = 64
+)
+
+// doorbellGuard counts one worker's spurious kicks (worker goroutine only).
+type doorbellGuard struct {
+	start time.Time // the current window
+	n     int       // spurious kicks in it
+}
+
+// spurious records a kick that found nothing and reports whether it used
+// up the window's budget (the doorbell is shut for the rest of it).
+func (g *doorbellGuard) spurious(now time.Time) bool {
+	if now.Sub(g.start) >= spuriousWindow {
+		g.start, g.n = now, 0
+	}
+	g.n++
+	return g.n == spuriousBudget
+}
+
+// shut reports whether the doorbell is shut now, and for how long.
+func (g *doorbellGuard) shut(now time.Time) (time.Duration, bool) {
+	if g.n < spuriousBudget {
+		return 0, false
+	}
+	left := spuriousWindow - now.Sub(g.start)
+	if left <= 0 {
+		g.start, g.n = now, 0
+		return 0, false
+	}
+	return left, true
 }
 
 // queueBroken reports a queue the driver broke (a ring-level violation,

@@ -144,3 +144,33 @@ func TestBrokenQueueAsksForReset(t *testing.T) {
 	require.Equal(t, int32(2), r.resets.Load(), "once per queue")
 	require.Equal(t, uint64(2), r.dev.Stats.BrokenQueues.Load())
 }
+
+// TestDoorbellStormCostsBoundedLooks: a guest ringing the transmit
+// doorbell in a loop with nothing behind it gets at most spuriousBudget
+// looks per spuriousWindow (without the guard: one per kick, as fast as
+// the kicks come), and a frame it adds afterwards still goes out.
+func TestDoorbellStormCostsBoundedLooks(t *testing.T) {
+	r := newRig(t, true, 0)
+	const storm = 300 * time.Millisecond
+	start := time.Now()
+	kicks := 0
+	for time.Since(start) < storm {
+		for range 100 {
+			kick(r.txBell)
+		}
+		kicks += 100
+		time.Sleep(10 * time.Microsecond) // let the worker run: kicks must not just pile up in the counter
+	}
+	elapsed := time.Since(start)
+	time.Sleep(2 * spuriousWindow)
+	looks := r.dev.Stats.SpuriousKicks.Load()
+	bound := uint64(spuriousBudget * (int(elapsed/spuriousWindow) + 3))
+	t.Logf("%d kicks in %v: %d spurious looks (bound %d), %d throttles", kicks, elapsed.Round(time.Millisecond), looks, bound, r.dev.Stats.KickThrottles.Load())
+	require.LessOrEqual(t, looks, bound)
+	require.Positive(t, r.dev.Stats.KickThrottles.Load(), "the storm met the guard")
+
+	_, err := r.txD.AddChain([][]byte{make([]byte, hdrLen), []byte("after the storm")}, nil)
+	require.NoError(t, err)
+	kick(r.txBell)
+	waitFor(t, "a real frame after the storm", func() bool { return r.dev.Stats.TxFrames.Load() == 1 })
+}

@@ -54,6 +54,13 @@ type Stats struct {
 	// BrokenQueues counts queues the driver broke (each sets
 	// DEVICE_NEEDS_RESET once until the device is reset).
 	BrokenQueues atomic.Uint64
+	// KickThrottles counts doorbell storms met: times a worker stopped
+	// listening to its doorbell after spuriousBudget kicks with nothing new
+	// in spuriousWindow.
+	KickThrottles atomic.Uint64
+	// SpuriousKicks counts doorbells that found nothing new: each cost the
+	// device a look.
+	SpuriousKicks atomic.Uint64
 	// RxBatches counts the model's receive batches (RxFrames calls): frames
 	// per batch is what one used-ring publish and interrupt decision cover.
 	RxBatches atomic.Uint64

@@ -12,11 +12,12 @@ import (
 // postRx lends every available receive chain to the model (rx worker, on
 // a kick or a wake-up). It returns how long a receive rate limit wants to
 // wait before lending more (0: not limited).
-func (st *activeState) postRx() time.Duration {
+// worked reports whether the kick found chains to take.
+func (st *activeState) postRx() (again time.Duration, worked bool) {
 	st.rxMu.Lock()
 	defer st.rxMu.Unlock()
-	st.pullRx(0)
-	return st.rxPause
+	worked = st.pullRx(0) > 0
+	return st.rxPause, worked
 }
 
 // rxLimited reports whether the receive rate limit is in debt; the rx
@@ -38,16 +39,16 @@ func (st *activeState) rxLimited() bool {
 // it runs low. limit > 0 pops at most that many chains: after the model
 // refused buffers, each completed frame frees room for about as many as it
 // used, and popping (walking) more would only walk chains again that the
-// model refuses again, on every frame. Called with rxMu held.
-func (st *activeState) pullRx(limit int) {
+// model refuses again, on every frame. It returns how many chains it
+// popped. Called with rxMu held.
+func (st *activeState) pullRx(limit int) (popped int) {
 	if st.rxLimited() {
-		return // the model keeps what it holds; nothing more until the debt is paid
+		return 0 // the model keeps what it holds; nothing more until the debt is paid
 	}
 	q := st.rx.Queue
 	returned := false
 	st.rxBufs = st.rxBufs[:0]
 	st.rxRefused = false
-	popped := 0
 	for {
 		empty, full := false, false
 		for len(st.rxBufs) < batch {
@@ -62,7 +63,7 @@ func (st *activeState) pullRx(limit int) {
 				ce, isChain := errChain(err)
 				if !isChain {
 					st.queueBroken(&st.rxBroken, "receive", err)
-					return
+					return popped
 				}
 				if full = !st.returnBad(ce.Head); full {
 					break
@@ -125,6 +126,7 @@ func (st *activeState) pullRx(limit int) {
 	if returned {
 		st.publish(q, st.rx.Interrupt, &st.rxIRQs)
 	}
+	return popped
 }
 
 // returnBad gives a chain that cannot be a receive buffer back to the

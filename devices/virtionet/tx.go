@@ -27,6 +27,14 @@ func (st *activeState) TxDone(ids []uint16) {
 	}
 }
 
+// txRound is the tx worker's round: processTx, and whether it found
+// frames (a kick that found none is spurious: doorbellGuard).
+func (st *activeState) txRound() (time.Duration, bool) {
+	st.txWorked = false
+	again := st.processTx()
+	return again, st.txWorked
+}
+
 // processTx sends every available frame and publishes completions. It
 // returns when to look again while it leaves kicks off (the adaptive
 // polling window, txPoller), 0 when kicks are on again.
@@ -62,6 +70,7 @@ func (st *activeState) processTx() time.Duration {
 				break
 			}
 			popped = true
+			st.txWorked = true
 			c := &st.txChain
 			if len(c.Writable) > 0 || c.ReadableLen() < hdrLen {
 				st.n.Stats.TxBadChains.Add(1)
