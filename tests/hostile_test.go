@@ -1,6 +1,9 @@
 package tests
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -107,6 +110,72 @@ attack() {
 }
 ` + hostileGuestLib
 
+// stormVirtio rings virtio-net's transmit doorbell, then masks and
+// unmasks an MSI-X vector, each in a tight loop for 5 s, with the driver
+// bound (tests/guestprog/storm, through /dev/mem). "HOSTILE: storm-*"
+// lines cue the host to sample govmm's CPU time.
+const stormVirtio = `#!/bin/sh
+H=10.77.2.1
+waitping() { i=0; while ! ping -c1 -W1 $H >/dev/null 2>&1 && [ $i -lt 30 ]; do i=$((i+1)); done; }
+waitping
+echo "RESULT: before $(ping -c 3 -i 0.2 -W 2 $H | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')"
+for d in /sys/bus/pci/devices/*; do
+	[ "$(cat $d/vendor):$(cat $d/device)" = 0x1af4:0x1041 ] && dev=$d
+done
+B=$(( $(head -1 $dev/resource | cut -d' ' -f1) ))
+echo "HOSTILE: storm-begin doorbell"
+/storm doorbell $(printf 0x%x $((B + 0x3004))) 5
+echo "HOSTILE: storm-end doorbell"
+echo "HOSTILE: storm-begin msix"
+/storm msix ${dev##*/} 5
+echo "HOSTILE: storm-end msix"
+waitping
+echo "RESULT: after $(ping -c 5 -i 0.2 -W 2 $H | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')"
+`
+
+// stormHost boots govmm and measures, over each storm, the CPU time of
+// govmm's device threads (every thread but the vcpuN ones) and of its
+// vCPU thread, as a share of one core (/proc/PID/task/*/stat).
+const stormHost = `( "$GOVMM" --log-level info run --no-reboot --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M \
+	--net tap=tapx,mac=` + guestMAC + ` --stats "$WORK/stats.json" --cmdline "console=ttyS0 panic=-1 quiet govmm.ip=10.77.2.2/24 govmm.run=/storm.sh"
+  echo $? >"$WORK/rc" ) 2>&1 | while IFS= read -r line; do
+	printf '%s\n' "$line"
+	# ticks vcpu|device: CPU time (1/100 s) of govmm's vCPU or other threads.
+	ticks() { cat /proc/$(pidof govmm)/task/*/stat 2>/dev/null | awk -v want=$1 '{ v = ($2 ~ /^\(vcpu/); if ((want == "vcpu") == v) s += $14 + $15 } END { print s + 0 }'; }
+	case $line in
+	*"GOVMM-GUEST: init"*)
+		/sbin/ip addr add 10.77.2.1/24 dev tapx 2>/dev/null; /sbin/ip link set tapx up ;;
+	*"HOSTILE: storm-begin "*)
+		s=$(printf '%s' "${line##* }" | tr -d '\r')
+		echo "$(ticks device) $(ticks vcpu) $(cut -d' ' -f1 /proc/uptime)" >"$WORK/storm-$s" ;;
+	*"HOSTILE: storm-end "*)
+		s=$(printf '%s' "${line##* }" | tr -d '\r')
+		echo "$(cat "$WORK/storm-$s") $(ticks device) $(ticks vcpu) $(cut -d' ' -f1 /proc/uptime)" |
+			awk -v s=$s '{ t = $6 - $3; printf "RESULT: storm-%s-device-pct %.1f\nRESULT: storm-%s-vcpu-pct %.1f\n", s, ($4 - $1) / t, s, ($5 - $2) / t }' ;;
+	esac
+done
+echo "RESULT: vmm-exit $(cat "$WORK/rc")"
+for k in spurious_kicks kick_throttles; do
+	echo "RESULT: stats-$k $(sed -n "s/.*\"$k\": \([0-9]*\).*/\1/p" "$WORK/stats.json" | head -1)"
+done
+`
+
+// stormBinary builds tests/guestprog/storm for the guest.
+func stormBinary(t *testing.T) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "storm")
+	cmd := exec.Command("go", "build", "-o", out, "./guestprog/storm")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building the storm program: %v\n%s", err, b)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 // hostileHost boots govmm with vmmOpts on a tap it creates, pings the
 // guest throughout (frames for the rings the guest broke), and samples
 // govmm's VmRSS every half second: at the start and end of the attack and
@@ -150,7 +219,11 @@ func TestHostileGuest(t *testing.T) {
 			Timeout: 6 * time.Minute, Network: true},
 		harness.Scenario{Name: "hostile-ixgbe", HostScript: hostileHost(",model=ixgbe"), GuestFiles: map[string]string{"/hostile.sh": hostileIxgbe},
 			Timeout: 6 * time.Minute, Network: true},
+		harness.Scenario{Name: "storm-virtio", HostScript: stormHost, GuestFiles: map[string]string{"/storm.sh": stormVirtio, "/storm": stormBinary(t)},
+			Timeout: 6 * time.Minute, Network: true},
 	)
+	checkStorms(t, res[2])
+	res = res[:2]
 	for _, r := range res {
 		v := r.Values
 		assert.False(t, r.TimedOut, r.Name)
@@ -176,4 +249,30 @@ func TestHostileGuest(t *testing.T) {
 	ixgbe := res[1].Values
 	assert.Equal(t, "ixgbe", ixgbe["driver"])
 	assert.Equal(t, "1", ixgbe["status-unchanged"], "STATUS is read-only")
+}
+
+// stormDeviceBound is the most of one core govmm's device threads may
+// spend while a guest storms one register.
+const stormDeviceBound = 50.0
+
+// checkStorms: during each storm govmm's device threads stay under
+// stormDeviceBound percent of a core (the guest's own vCPU thread is the
+// guest's time, reported), and the network works afterwards.
+func checkStorms(t *testing.T, r harness.Result) {
+	t.Helper()
+	v := r.Values
+	assert.False(t, r.TimedOut, r.Name)
+	assert.Equal(t, "3", v["before"], "%s: network before the storms", r.Name)
+	for _, s := range []string{"doorbell", "msix"} {
+		dev, err := strconv.ParseFloat(v["storm-"+s+"-device-pct"], 64)
+		if assert.NoError(t, err, "%s: storm-%s-device-pct %q", r.Name, s, v["storm-"+s+"-device-pct"]) {
+			assert.LessOrEqual(t, dev, stormDeviceBound, "%s: govmm's device threads during the %s storm (%% of a core)", r.Name, s)
+		}
+		assert.Positive(t, atoi(v["storm-"+s+"-writes"]), "%s: the %s storm ran", r.Name, s)
+		t.Logf("%s: %s storm: %s writes in 5 s; govmm device threads %s%% of a core, vCPU thread %s%%",
+			r.Name, s, v["storm-"+s+"-writes"], v["storm-"+s+"-device-pct"], v["storm-"+s+"-vcpu-pct"])
+	}
+	t.Logf("%s: spurious kicks %s, doorbell throttles %s", r.Name, v["stats-spurious_kicks"], v["stats-kick_throttles"])
+	assert.Equal(t, "5", v["after"], "%s: network after the storms", r.Name)
+	assert.Equal(t, "0", v["vmm-exit"], "%s: govmm ran to the guest's poweroff", r.Name)
 }

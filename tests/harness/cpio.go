@@ -154,12 +154,13 @@ func WriteCPIOGz(dst string, files []File) (err error) {
 	return nil
 }
 
-// guestFiles turns Scenario.GuestFiles into archive entries: scripts (a "#!" line or a .sh name) get 0755.
+// guestFiles turns Scenario.GuestFiles into archive entries: scripts (a "#!" line or a .sh name) and
+// ELF programs get 0755.
 func guestFiles(m map[string]string) []File {
 	files := make([]File, 0, len(m))
 	for p, content := range m {
 		mode := fs.FileMode(0o644)
-		if strings.HasPrefix(content, "#!") || strings.HasSuffix(p, ".sh") {
+		if strings.HasPrefix(content, "#!") || strings.HasPrefix(content, "\x7fELF") || strings.HasSuffix(p, ".sh") {
 			mode = 0o755
 		}
 		files = append(files, File{Path: p, Mode: mode, Data: []byte(content)})

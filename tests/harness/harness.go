@@ -54,7 +54,7 @@ type Scenario struct {
 	// the nested test host. Environment: GOVMM (binary), KERNEL, INITRD (guest base initramfs), OVERLAY
 	// (cpio.gz with GuestFiles, for a second --initrd), WORK (scratch dir, also the working directory).
 	HostScript string
-	GuestFiles map[string]string // path in guest -> content; scripts ("#!" or *.sh) get mode 0755
+	GuestFiles map[string]string // path in guest -> content; scripts ("#!" or *.sh) and ELF programs get mode 0755
 	Timeout    time.Duration     // default 2 minutes
 	// GuestMustFinish: the guest's run script must reach its end marker
 	// (GuestRunEndMarker). For a VMM that says nothing when its guest dies:

@@ -83,12 +83,12 @@ func TestCPIORoundTrip(t *testing.T) {
 }
 
 func TestGuestFilesModes(t *testing.T) {
-	files := guestFiles(map[string]string{"/run.sh": "echo", "/bin/x": "#!/bin/sh\n", "/etc/data": "1"})
+	files := guestFiles(map[string]string{"/run.sh": "echo", "/bin/x": "#!/bin/sh\n", "/etc/data": "1", "/bin/prog": "\x7fELF\x02\x01"})
 	modes := map[string]os.FileMode{}
 	for _, f := range files {
 		modes[f.Path] = f.Mode
 	}
-	assert.Equal(t, map[string]os.FileMode{"/run.sh": 0o755, "/bin/x": 0o755, "/etc/data": 0o644}, modes)
+	assert.Equal(t, map[string]os.FileMode{"/run.sh": 0o755, "/bin/x": 0o755, "/etc/data": 0o644, "/bin/prog": 0o755}, modes)
 }
 
 func TestParseValues(t *testing.T) {
