@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,6 +108,17 @@ attack() {
 	w 0x0 32 0x04000000    # CTRL.RST with receive traffic arriving
 	sleep 1
 	storm 0x808 32 300     # EICS: interrupt causes with no driver
+}
+` + hostileGuestLib
+
+// hostileVirtioRing brings virtio-net up on rings in a guest program's own
+// memory with the driver unbound, then breaks the transmit ring (an avail
+// idx far ahead of it): the device must set DEVICE_NEEDS_RESET, and the
+// driver, bound again (which resets the device), must work.
+const hostileVirtioRing = `#!/bin/sh
+ID=0x1af4:0x1041
+attack() {
+	/storm breakring $(printf 0x%x $B) -
 }
 ` + hostileGuestLib
 
@@ -214,15 +226,19 @@ echo "RESULT: vmm-exit $(cat "$WORK/rc")"
 // must work again once the driver is bound.
 func TestHostileGuest(t *testing.T) {
 	env := harness.Setup(t)
+	storm := stormBinary(t)
 	res := env.Run(t,
 		harness.Scenario{Name: "hostile-virtio", HostScript: hostileHost(""), GuestFiles: map[string]string{"/hostile.sh": hostileVirtio},
 			Timeout: 6 * time.Minute, Network: true},
 		harness.Scenario{Name: "hostile-ixgbe", HostScript: hostileHost(",model=ixgbe"), GuestFiles: map[string]string{"/hostile.sh": hostileIxgbe},
 			Timeout: 6 * time.Minute, Network: true},
-		harness.Scenario{Name: "storm-virtio", HostScript: stormHost, GuestFiles: map[string]string{"/storm.sh": stormVirtio, "/storm": stormBinary(t)},
+		harness.Scenario{Name: "storm-virtio", HostScript: stormHost, GuestFiles: map[string]string{"/storm.sh": stormVirtio, "/storm": storm},
+			Timeout: 6 * time.Minute, Network: true},
+		harness.Scenario{Name: "hostile-virtio-ring", HostScript: hostileHost(""), GuestFiles: map[string]string{"/hostile.sh": hostileVirtioRing, "/storm": storm},
 			Timeout: 6 * time.Minute, Network: true},
 	)
 	checkStorms(t, res[2])
+	checkBrokenRing(t, res[3])
 	res = res[:2]
 	for _, r := range res {
 		v := r.Values
@@ -275,4 +291,21 @@ func checkStorms(t *testing.T, r harness.Result) {
 	t.Logf("%s: spurious kicks %s, doorbell throttles %s", r.Name, v["stats-spurious_kicks"], v["stats-kick_throttles"])
 	assert.Equal(t, "5", v["after"], "%s: network after the storms", r.Name)
 	assert.Equal(t, "0", v["vmm-exit"], "%s: govmm ran to the guest's poweroff", r.Name)
+}
+
+// checkBrokenRing: the ring the guest broke sets DEVICE_NEEDS_RESET (one
+// log line, not one per frame), and rebinding the driver recovers.
+func checkBrokenRing(t *testing.T, r harness.Result) {
+	t.Helper()
+	v := r.Values
+	assert.False(t, r.TimedOut, r.Name)
+	assert.Equal(t, "0xf", v["breakring-up-status"], "%s: the device came up on the program's rings", r.Name)
+	st, err := strconv.ParseUint(v["breakring-status"], 0, 8)
+	if assert.NoError(t, err, "%s: breakring-status %q", r.Name, v["breakring-status"]) {
+		assert.NotZero(t, st&0x40, "%s: DEVICE_NEEDS_RESET after the broken ring (status %s)", r.Name, v["breakring-status"])
+	}
+	assert.Equal(t, 1, strings.Count(r.Output, "transmit queue broken by the driver; device needs reset"), "%s: logged once", r.Name)
+	assert.Equal(t, "5", v["after"], "%s: network after the driver is bound again", r.Name)
+	assert.Equal(t, "0", v["vmm-exit"], "%s: govmm ran to the guest's poweroff", r.Name)
+	t.Logf("%s: status %s after DRIVER_OK, %s after the broken ring; network after rebinding: %s of 5", r.Name, v["breakring-up-status"], v["breakring-status"], v["after"])
 }

@@ -1,10 +1,16 @@
-// Command storm is a hostile guest program for govmm's end-to-end tests:
-// it writes one device register in a tight loop, through /dev/mem, for a
-// given time, and prints how many writes it made. The tests build it
-// statically and put it in the guest's initramfs.
+// Command storm is a hostile guest program for govmm's end-to-end tests.
+// It drives a device through /dev/mem in ways no driver does:
 //
-//	storm doorbell ADDR SECONDS   16-bit writes of 1 to ADDR (a virtio notify register)
-//	storm msix SLOT SECONDS       mask and unmask MSI-X vector 0 of PCI function SLOT
+//	storm doorbell ADDR SECONDS  16-bit writes of 1 to ADDR (a virtio notify register) in a
+//	                             tight loop; prints how many
+//	storm msix SLOT SECONDS      masks and unmasks MSI-X vector 0 of PCI function SLOT in a
+//	                             tight loop; prints how many times
+//	storm breakring BAR0 -       with the driver unbound, brings the virtio-net device at BAR0
+//	                             up on rings in this program's own memory, breaks the transmit
+//	                             ring (an avail idx far ahead of it) and kicks it; prints the
+//	                             device status before and after
+//
+// The tests build it statically and put it in the guest's initramfs.
 package main
 
 import (
@@ -21,7 +27,11 @@ import (
 
 func main() {
 	if len(os.Args) != 4 {
-		fail("usage: storm doorbell ADDR SECONDS | storm msix SLOT SECONDS")
+		fail("usage: storm doorbell ADDR SECONDS | storm msix SLOT SECONDS | storm breakring BAR0 -")
+	}
+	if os.Args[1] == "breakring" {
+		breakRing(os.Args[2])
+		return
 	}
 	secs, err := strconv.ParseFloat(os.Args[3], 64)
 	if err != nil || secs <= 0 {
@@ -126,3 +136,93 @@ func fail(format string, a ...any) {
 	fmt.Fprintf(os.Stderr, "storm: "+format+"\n", a...)
 	os.Exit(1)
 }
+
+// Virtio 1.x common configuration (virtio 1.2 §4.1.4.3) and govmm's
+// notify area, at fixed offsets in virtio-net's BAR 0.
+const (
+	ccDriverFeatSel = 0x08
+	ccDriverFeat    = 0x0c
+	ccStatus        = 0x14
+	ccQueueSelect   = 0x16
+	ccQueueSize     = 0x18
+	ccQueueEnable   = 0x1c
+	ccQueueDesc     = 0x20
+	ccQueueDriver   = 0x28
+	ccQueueDevice   = 0x30
+	notifyArea      = 0x3000
+)
+
+// breakRing plays a driver that breaks its transmit ring after DRIVER_OK.
+func breakRing(barArg string) {
+	bar, err := strconv.ParseUint(barArg, 0, 64)
+	if err != nil {
+		fail("bad BAR0 %q", barArg)
+	}
+	cc := mapReg(bar)
+	notify := mapReg(bar + notifyArea)
+	w8 := func(off uintptr, v uint8) { store8((*uint8)(unsafe.Add(cc, off)), v) }
+	w16 := func(off uintptr, v uint16) { store16((*uint16)(unsafe.Add(cc, off)), v) }
+	w32 := func(off uintptr, v uint32) { store32((*uint32)(unsafe.Add(cc, off)), v) }
+	w64 := func(off uintptr, v uint64) { w32(off, uint32(v)); w32(off+4, uint32(v>>32)) }
+	status := func() uint8 { return load8((*uint8)(unsafe.Add(cc, ccStatus))) }
+
+	// One locked page per queue: descriptors at 0, avail at 0x400, used at 0x800.
+	rings := make([][]byte, 2)
+	gpas := make([]uint64, 2)
+	for q := range rings {
+		m, err := unix.Mmap(-1, 0, 0x1000, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_LOCKED|unix.MAP_POPULATE)
+		if err != nil {
+			fail("ring memory: %v", err)
+		}
+		rings[q], gpas[q] = m, physAddr(m)
+	}
+	w8(ccStatus, 0)
+	w8(ccStatus, 1|2) // ACKNOWLEDGE | DRIVER
+	w32(ccDriverFeatSel, 1)
+	w32(ccDriverFeat, 1) // VERSION_1
+	w32(ccDriverFeatSel, 0)
+	w32(ccDriverFeat, 0)
+	w8(ccStatus, 1|2|8) // FEATURES_OK
+	for q := range rings {
+		w16(ccQueueSelect, uint16(q))
+		w16(ccQueueSize, 16)
+		w64(ccQueueDesc, gpas[q])
+		w64(ccQueueDriver, gpas[q]+0x400)
+		w64(ccQueueDevice, gpas[q]+0x800)
+		w16(ccQueueEnable, 1)
+	}
+	w8(ccStatus, 1|2|8|4) // DRIVER_OK
+	fmt.Printf("RESULT: breakring-up-status %#x\n", status())
+	// The transmit avail idx jumps 1000 entries ahead of a 16-entry ring.
+	binary.LittleEndian.PutUint16(rings[1][0x400+2:], 1000)
+	store16((*uint16)(unsafe.Add(notify, 4)), 1) // queue 1's doorbell (notify_off_multiplier 4)
+	time.Sleep(500 * time.Millisecond)
+	fmt.Printf("RESULT: breakring-status %#x\n", status())
+}
+
+// physAddr returns the physical (guest-physical) address of b's page from
+// /proc/self/pagemap (root only).
+func physAddr(b []byte) uint64 {
+	f, err := os.Open("/proc/self/pagemap")
+	if err != nil {
+		fail("%v", err)
+	}
+	defer f.Close()
+	var e [8]byte
+	va := uint64(uintptr(unsafe.Pointer(&b[0])))
+	if _, err := f.ReadAt(e[:], int64(va/0x1000*8)); err != nil {
+		fail("pagemap: %v", err)
+	}
+	v := binary.LittleEndian.Uint64(e[:])
+	pfn := v & (1<<55 - 1)
+	if v&(1<<63) == 0 || pfn == 0 {
+		fail("pagemap: page not present or PFN hidden (%#x)", v)
+	}
+	return pfn * 0x1000
+}
+
+//go:noinline
+func store8(p *uint8, v uint8) { *p = v }
+
+//go:noinline
+func load8(p *uint8) uint8 { return *p }
