@@ -160,9 +160,9 @@ func (st *activeState) startWorkers() {
 	go st.worker(st.tx.Doorbell, st.txWake, st.txRound)
 }
 
-// stop ends the activation. A model may report completions after its Stop
-// returned (pair delivers a frame it took before Stop and calls the sink
-// after dropping its lock): those must not write used elements into queues
+// stop ends the activation. A model that breaks the nic.Model contract may
+// still report completions after its Stop returned (nictest catches that):
+// those must not write used elements into queues
 // the transport is about to reset and guest memory the driver may reuse,
 // nor signal txWake once it is closed, so they are dropped from here on.
 // Then the workers stop.

@@ -26,7 +26,9 @@ type wireModel struct {
 	sink    nic.Sink
 	running bool
 	bufs    []nic.Buf
-	out     chan [2][]byte
+	// delivering: frames taken from bufs, not yet reported; Stop waits.
+	delivering sync.WaitGroup
+	out        chan [2][]byte
 }
 
 func (m *wireModel) Name() string                   { return "wire-model" }
@@ -111,11 +113,18 @@ func (m *wireModel) deliver(frame []byte) {
 	var b nic.RxBatch
 	b.Add(used...)
 	sink := m.sink
+	m.delivering.Add(1)
 	m.mu.Unlock()
 	sink.RxFrames(&b)
+	m.delivering.Done()
 }
 
 func (m *wireModel) Stop() []nic.Buf {
+	defer func() {
+		if m.flaw != "after-stop" {
+			m.delivering.Wait()
+		}
+	}()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.running = false

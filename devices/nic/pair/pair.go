@@ -21,8 +21,12 @@ type End struct {
 	cfg     nic.Config
 	sink    nic.Sink
 	running bool
-	bufs    []nic.Buf
-	used    []nic.Used
+	// delivering counts frames taken from bufs whose RxFrames call has
+	// not returned yet: Stop waits for them, so every buffer is reported
+	// or returned before it returns (nic.Model).
+	delivering sync.WaitGroup
+	bufs       []nic.Buf
+	used       []nic.Used
 
 	// Dropped counts frames that arrived while this end had no room.
 	Dropped atomic.Uint64
@@ -76,10 +80,11 @@ func (e *End) Transmit(frames []nic.Buf) {
 // Stop implements nic.Model.
 func (e *End) Stop() []nic.Buf {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	e.running = false
 	b := e.bufs
 	e.bufs = nil
+	e.mu.Unlock()
+	e.delivering.Wait() // no Add after running went false
 	return b
 }
 
@@ -140,8 +145,10 @@ func (e *End) deliver(segs [][]byte, peerHdr int) {
 	var b nic.RxBatch // its own copy: e.used is reused once the lock is dropped
 	b.Add(e.used...)
 	sink := e.sink
+	e.delivering.Add(1)
 	e.mu.Unlock()
 	sink.RxFrames(&b)
+	e.delivering.Done()
 }
 
 // reader walks a scatter list.
