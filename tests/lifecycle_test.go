@@ -154,6 +154,7 @@ func TestReboot(t *testing.T) {
 	assert.NotEqual(t, "0.00", v["after-reboot-rx-mbps"])
 	assert.Contains(t, r.Output, "govmm: state dump (SIGUSR1)")
 	assert.Contains(t, r.Output, "rx: next_avail=")
+	assert.Regexp(t, `vcpu0: exits [1-9][0-9]*, last [a-z-]+; rip=0x[0-9a-f]+ rsp=`, r.Output, "the dump reads each vCPU's registers on its own thread")
 	assert.Equal(t, "0", v["vmm-exit"])
 	assert.Equal(t, "0", v["tap-left"], "the tap govmm created is removed at exit")
 	t.Logf("after the reboot: iperf3 host→guest %s Mbit/s", v["after-reboot-rx-mbps"])

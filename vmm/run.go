@@ -19,12 +19,12 @@ func (m *VM) Run() (Outcome, error) {
 		m.log.Warn("device threads not moved off the vCPUs' CPUs", "err", err)
 	}
 	var wg sync.WaitGroup
-	for _, c := range m.vcpus {
+	for i, c := range m.vcpus {
 		wg.Add(1)
-		go func(c *kvm.VCPU) {
+		go func(c *kvm.VCPU, p *vcpuProbe) {
 			defer wg.Done()
-			m.vcpuLoop(c)
-		}(c)
+			m.vcpuLoop(c, p)
+		}(c, m.probes[i])
 	}
 	<-m.stopped
 	m.kickAll()
@@ -69,7 +69,7 @@ func (m *VM) isStopped() bool {
 	}
 }
 
-func (m *VM) vcpuLoop(c *kvm.VCPU) {
+func (m *VM) vcpuLoop(c *kvm.VCPU, p *vcpuProbe) {
 	// KVM requires every ioctl on a vCPU to come from the thread that runs
 	// it. The thread is never unlocked: it exits with this goroutine, and
 	// its CPU pinning and name go with it instead of back to Go's pool.
@@ -95,9 +95,11 @@ func (m *VM) vcpuLoop(c *kvm.VCPU) {
 			m.Stop(Outcome{Kind: Failure, Reason: err.Error()})
 			return
 		}
+		p.answer(c)
 		if interrupted {
 			continue
 		}
+		p.exited(c.ExitReason())
 		if o, done := m.handleExit(c); done {
 			m.Stop(o)
 			return

@@ -62,6 +62,7 @@ type VM struct {
 	outcome  Outcome
 	mu       sync.Mutex // guards threads (tids of running vCPUs)
 	threads  map[int]int
+	probes   []*vcpuProbe // by vCPU index: exit counts, state dumps
 }
 
 // Outcome is how a guest run ended.
@@ -174,6 +175,7 @@ func (m *VM) createVCPUs() error {
 			return err
 		}
 		m.vcpus = append(m.vcpus, c)
+		m.probes = append(m.probes, newVCPUProbe())
 		if err := c.SetCPUID(cpuidFor(supported, id, m.cfg.CPUs, tscDeadline)); err != nil {
 			return err
 		}

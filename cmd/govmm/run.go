@@ -83,7 +83,7 @@ func (r *RunCmd) Run() error {
 			if s == unix.SIGUSR1 {
 				// A state dump for whoever debugs a stalled guest network.
 				if m != nil {
-					fmt.Fprintf(os.Stderr, "govmm: state dump (SIGUSR1)\n%s", m.DebugState())
+					fmt.Fprintf(os.Stderr, "govmm: state dump (SIGUSR1)\n%s%s", m.DebugVCPUs(time.Second), m.DebugState())
 				}
 				continue
 			}

@@ -365,7 +365,7 @@ func TestStallVerdict(t *testing.T) {
 	}
 	cases := []struct{ out, want string }{
 		{"nothing here", ""},
-		{dump(5, 5, 1, 1), "the guest never started its heartbeat"},
+		{dump(5, 5, 1, 1), "no guest heartbeat"},
 		{hb(1, 1, 1, 1), "no govmm state dump"},
 		{hb(1, 1, 1, 1) + "\n" + hb(9, 9, 4, 4) + "\n" + dump(4, 4, 9, 9), "still moved"},
 		{hb(9, 9, 4, 4) + "\n" + hb(9, 9, 4, 4) + "\n" + dump(6, 4, 9, 9), "interrupt lost or still pending"},
@@ -383,6 +383,15 @@ func TestStallVerdict(t *testing.T) {
 	v := StallVerdict(hb(9, 9, 4, 4) + "\n" + hb(9, 9, 4, 4) + "\n" + dump(6, 4, 9, 9))
 	assert.Contains(t, v, "govmm: sent rx/tx interrupts 6/4")
 	assert.Contains(t, v, "guest: rx_packets 9 tx_packets 9, took rx/tx interrupts 4/4")
+
+	// Where the guest was: its last progress line, and the vCPUs of the
+	// last dump.
+	out := "   18.96 GOVMM-GUEST: run start /hostile.sh\n   19.01 RESULT: before 3\n" + dump(5, 5, 1, 1) +
+		"\nvcpu0: exits 10, last hlt; rip=0xffffffff81000000 rsp=0x1\nvcpu0: exits 12, last mmio; rip=0xffffffff8100abcd rsp=0x2\n" +
+		"vcpu1: exits 3, last intr; no answer (its thread is busy outside KVM_RUN)"
+	v = StallVerdict(out)
+	assert.Contains(t, v, `the guest's last progress line: "RESULT: before 3"`)
+	assert.Contains(t, v, "vcpu0 12 exits, last mmio at rip 0xffffffff8100abcd, vcpu1 3 exits, last intr")
 }
 
 // The images' init scripts run as PID 1, where a syntax error is a kernel

@@ -22,7 +22,48 @@ var (
 	heartbeatRE = regexp.MustCompile(`HEARTBEAT rx_packets (\d+) tx_packets (\d+)(?: irqs(.*))?`)
 	dumpRE      = regexp.MustCompile(`^\s*(rx|tx): (.*?); interrupts sent (\d+)`)
 	ringRE      = regexp.MustCompile(`avail\.idx=(\d+) used\.idx=(\d+)`)
+	// vcpuRE: govmm's dump of one vCPU (exits, last exit, where it is).
+	vcpuRE = regexp.MustCompile(`(vcpu\d+): exits (\d+), last (\S+); (?:rip=(0x[0-9a-f]+))?`)
+	// progressRE: the guest's own progress lines (init markers, results).
+	progressRE = regexp.MustCompile(`(GOVMM-GUEST|RESULT|HOSTILE|LIFE): .*`)
 )
+
+// vcpuSummary gives the vCPU lines of the last state dump, short: where
+// a guest that stopped printing was.
+func vcpuSummary(output string) string {
+	last := map[string]string{}
+	var order []string
+	for _, line := range strings.Split(output, "\n") {
+		m := vcpuRE.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		if _, seen := last[m[1]]; !seen {
+			order = append(order, m[1])
+		}
+		v := fmt.Sprintf("%s %s exits, last %s", m[1], m[2], m[3])
+		if m[4] != "" {
+			v += " at rip " + m[4]
+		}
+		last[m[1]] = v
+	}
+	var out []string
+	for _, id := range order {
+		out = append(out, last[id])
+	}
+	return strings.Join(out, ", ")
+}
+
+// lastProgress returns the guest's last progress line.
+func lastProgress(output string) string {
+	p := ""
+	for _, line := range strings.Split(output, "\n") {
+		if m := progressRE.FindString(line); m != "" {
+			p = strings.TrimSpace(m)
+		}
+	}
+	return p
+}
 
 func parseHeartbeats(output string) []heartbeat {
 	var out []heartbeat
@@ -83,13 +124,29 @@ func parseDump(output string) (rx, tx queueDump) {
 // the guest, or a device that has the guest's buffers and publishes
 // nothing. It returns "" when the output holds neither view.
 func StallVerdict(output string) string {
+	v := stallVerdict(output)
+	if v == "" {
+		return ""
+	}
+	if p := lastProgress(output); p != "" {
+		v += fmt.Sprintf("; the guest's last progress line: %q", p)
+	}
+	if c := vcpuSummary(output); c != "" {
+		v += "; " + c
+	}
+	return v
+}
+
+func stallVerdict(output string) string {
 	hbs := parseHeartbeats(output)
 	rx, tx := parseDump(output)
 	if len(hbs) == 0 && !rx.ok {
 		return ""
 	}
 	if len(hbs) == 0 {
-		return "the guest never started its heartbeat: stuck before its run script (govmm's device: " +
+		// Not every scenario prints heartbeats; the progress line says how
+		// far it got.
+		return "no guest heartbeat (govmm's device: " +
 			fmt.Sprintf("rx interrupts sent %d, tx %d)", rx.sent, tx.sent)
 	}
 	last := hbs[len(hbs)-1]
