@@ -10,8 +10,9 @@ import (
 )
 
 // ixgbeGuest checks the stock ixgbe driver against the 82599 model: probe
-// without errors, 10G link, traffic, counters, and a working link after
-// down/up and after reloading the driver.
+// without errors, 10G link, traffic, counters, a working link after
+// down/up and after reloading the driver, and the driver's offline
+// self-test (ethtool -t).
 const ixgbeGuest = `#!/bin/sh
 H=` + hostIP + `
 dmesg | grep -i ixgbe | sed 's/^/DMESG: /'
@@ -42,6 +43,15 @@ sleep 1
 # The driver's own counts (rx/tx_packets) next to the model's statistics
 # registers (GPRC/GPTC, read by ethtool -S through ixgbe_update_stats).
 ethtool -S eth0 | grep -E ' (rx|tx)_(packets|pkts_nic):' | sed 's/^ *//; s/: /-stat /; s/^/RESULT: /'
+# The driver's own offline self-test: register patterns, EEPROM checksum,
+# interrupts, MAC loopback (HLREG0.LPBK), link. It resets the adapter; the
+# network must work again afterwards.
+ethtool -t eth0 offline >/tmp/selftest 2>&1
+sed 's/^/SELFTEST: /' /tmp/selftest
+echo "RESULT: selftest $(sed -n 's/^The test result is //p' /tmp/selftest)"
+awk '/test .*\(/ { print "RESULT: selftest-" tolower($1) " " $NF }' /tmp/selftest
+waitping
+echo "RESULT: after-selftest $(ping -c 5 -i 0.2 $H | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')"
 `
 
 // TestIxgbeGuestVisible puts the 82599 model on the guest's PCI bus: the
@@ -95,6 +105,11 @@ echo "RESULT: vmm-exit $(cat "$WORK/rc")"
 	assert.Equal(t, "5", v["after-updown"], "link works after down/up")
 	assert.Equal(t, "ok", v["reload"])
 	assert.Equal(t, "5", v["after-reload"], "link works after rmmod/insmod")
+	assert.Equal(t, "PASS", v["selftest"], "ethtool -t eth0 offline; see the SELFTEST lines")
+	for _, k := range []string{"register", "eeprom", "interrupt", "loopback", "link"} {
+		assert.Equal(t, "0", v["selftest-"+k], "self-test part %s", k)
+	}
+	assert.Equal(t, "5", v["after-selftest"], "link works after the self-test")
 	t.Logf("ixgbe: ping RTT 56B %s, 1472B %s, 8000B %s; iperf3 guest→host %s Mbit/s, host→guest %s Mbit/s",
 		v["ping56-rtt"], v["ping1472-rtt"], v["ping8000-rtt"], v["iperf-tx-mbps"], v["iperf-rx-mbps"])
 }

@@ -19,7 +19,9 @@
 //	        not call back into the Device)
 //
 // The rx and tx data paths hold d.mu for reading only, so queues run in
-// parallel; register writes to global registers take it exclusively.
+// parallel; register writes to global registers take it exclusively. MAC
+// loopback (HLREG0.LPBK) is the one path holding two queue locks: a tx
+// queue's, then receive queue 0's.
 // Statistics counters are atomics and need no lock.
 package ixgbeemu
 

@@ -370,6 +370,9 @@ func (d *Device) readLINKS(int) uint32 {
 func (d *Device) writeRAR(n int, v uint32) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if n&1 == 1 {
+		v &= rahMask
+	}
 	d.store[regRAL/4+uint32(n)] = v
 	if n&1 == 1 {
 		e := n / 2

@@ -93,6 +93,7 @@ const (
 	regANLP1  = 0x042B0
 
 	hlreg0JumboEn  = 1 << 2
+	hlreg0Lpbk     = 1 << 15 // HLREG0.LPBK: MAC loopback (§8.2.3.22.8)
 	msCAMDICommand = 1 << 30
 	autocANRestart = 1 << 12
 	// AUTOC.LMS (bits 15:13) = 001: 10 Gb/s link, no auto-negotiation
@@ -142,6 +143,7 @@ const (
 	fctrlBAM         = 1 << 10
 	mcstctrlMFE      = 1 << 2
 	rahAV            = 1 << 31
+	rahMask          = 0x8000FFFF // RAH: RAH 15:0 and AV; bits 30:16 reserved, read 0
 
 	rxdctlEnable = 1 << 25
 	rxdctlSWFlsh = 1 << 26

@@ -35,6 +35,10 @@ func (d *Device) Receive(queue int, frame []byte) error {
 	}
 	d.mu.RLock()
 	bcast, mcast, err := d.admit(frame, len(frame))
+	if err == nil && d.loopback() {
+		d.cnt.rxDisabled.Add(1) // MAC loopback: the port is not listened to
+		err = ErrRxDisabled
+	}
 	if err == nil {
 		q := d.rxq[queue]
 		q.mu.Lock()

@@ -53,7 +53,7 @@ func (d *Device) RxState(queue int) RxState {
 // rxTargetCheck validates queue q for the zero-copy path. Called with d.mu
 // read-locked and q.mu held.
 func (d *Device) rxTargetCheck(q *rxQueue) (base uint64, size uint32, bsize, need int, st RxState) {
-	if d.store[regRXCTRL/4]&rxctrlRXEN == 0 || q.rxdctl&rxdctlEnable == 0 {
+	if d.store[regRXCTRL/4]&rxctrlRXEN == 0 || q.rxdctl&rxdctlEnable == 0 || d.loopback() {
 		return 0, 0, 0, 0, RxDrop
 	}
 	base, size, ok := q.ring()
@@ -170,6 +170,10 @@ func (d *Device) rxComplete(q *rxQueue, n int) error {
 	r := q.resv
 	if !r.valid || r.gen != q.gen || r.head != q.rdh || len(q.bufs) != r.n || q.rxdctl&rxdctlEnable == 0 {
 		return ErrStale
+	}
+	if d.loopback() {
+		d.cnt.rxDisabled.Add(1)
+		return ErrRxDisabled
 	}
 	_, size, ok := q.ring()
 	if !ok {

@@ -48,6 +48,8 @@ type txQueue struct {
 	one                       [1][]byte
 	hdr                       []byte   // rewritten headers of a TSO hand-off
 	hsegs                     [][]byte // hdr + the frame's views after it
+	lb                        []byte   // gathered frame for MAC loopback
+	lbRx                      bool     // a looped-back frame reached rx queue 0
 }
 
 func (q *txQueue) reset() {
@@ -128,11 +130,18 @@ func (d *Device) ProcessTx(queue int) error {
 	q := d.txq[queue]
 	q.mu.Lock()
 	did, err := d.processTx(q)
+	lbRx := q.lbRx
+	q.lbRx = false
 	q.mu.Unlock()
 	d.mu.RUnlock()
-	if did {
+	if did || lbRx {
 		d.imu.Lock()
-		d.ic.raiseQueue(queue, true)
+		if did {
+			d.ic.raiseQueue(queue, true)
+		}
+		if lbRx {
+			d.ic.raiseQueue(loopbackQueue, false)
+		}
 		d.imu.Unlock()
 	}
 	return err
@@ -234,7 +243,7 @@ func (d *Device) txSend(q *txQueue, total int, cmd, olinfo uint32) error {
 	if cmd&(txdCmdTSE|txdCmdVLE) == 0 && olinfo&(txdPoptsIXSM|txdPoptsTXSM) == 0 {
 		return d.emit(q, q.segs, total)
 	}
-	if w, ok := d.wire.(OffloadWire); ok && cmd&txdCmdVLE == 0 {
+	if w, ok := d.wire.(OffloadWire); ok && cmd&txdCmdVLE == 0 && !d.loopback() {
 		if handled, err := d.txHandOff(q, w, total, cmd, olinfo); handled {
 			return err
 		}
@@ -377,6 +386,10 @@ func (d *Device) emitOne(q *txQueue, f []byte, vlan []byte) error {
 
 func (d *Device) emit(q *txQueue, segs [][]byte, n int) error {
 	d.countTx(q, segs, n, 1, 0)
+	if d.loopback() {
+		d.loopBack(q, segs, n)
+		return nil
+	}
 	if d.wire == nil {
 		return nil
 	}
@@ -403,4 +416,44 @@ func (d *Device) countTx(q *txQueue, segs [][]byte, n, nseg, hdr int) {
 	i := d.statIdx(regTQSM, q.idx)
 	c.qptc[i].add(uint64(nseg))
 	c.qbtc[i].add(bytes)
+}
+
+// loopbackQueue is the rx queue looped-back frames go to (no RSS: the
+// queue every frame goes to).
+const loopbackQueue = 0
+
+// loopback reports HLREG0.LPBK (MAC loopback). Called with d.mu held.
+func (d *Device) loopback() bool { return d.store[regHLREG0/4]&hlreg0Lpbk != 0 }
+
+// loopBack receives a transmitted frame on rx queue 0 instead of sending
+// it (HLREG0.LPBK). Called with d.mu read-locked and tq.mu held; takes the
+// rx queue lock (lock order: tx queue, then rx queue).
+func (d *Device) loopBack(tq *txQueue, segs [][]byte, n int) {
+	// The receive filter first, on the header alone: a frame it drops
+	// (oversize included) costs no gathering, and the buffer below never
+	// outgrows the largest frame receive accepts.
+	var hdr [14]byte
+	gather(hdr[:], segs)
+	bcast, mcast, err := d.admit(hdr[:], n)
+	if err != nil {
+		return // counted by admit
+	}
+	if cap(tq.lb) < n {
+		tq.lb = make([]byte, n)
+	}
+	f := tq.lb[:n]
+	gather(f, segs)
+	q := d.rxq[loopbackQueue]
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.dmaBusy {
+		// A port frame is being read into the next buffers (reserved
+		// before LPBK was set): do not write them too.
+		d.rxMissed(q)
+		return
+	}
+	if d.rxPlace(q, f) == nil {
+		d.rxCount(loopbackQueue, n, bcast, mcast)
+		tq.lbRx = true
+	}
 }
