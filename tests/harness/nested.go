@@ -146,6 +146,39 @@ func hostKernelLog(serialLog string) string {
 	return strings.TrimSuffix(serialLog, ".log") + ".kernel.log"
 }
 
+// hostQEMULog is where the outer QEMU logs the test host's CPU resets
+// (-d cpu_reset): a test host that dies without a word from its kernel
+// reset, and TCG says "Triple fault" first when that is why.
+func hostQEMULog(serialLog string) string {
+	return strings.TrimSuffix(serialLog, ".log") + ".qemu.log"
+}
+
+// hostQEMUTrace is what the outer QEMU logs: CPU resets, and with
+// GOVMM_TESTHOST_TRACE=int every interrupt and exception of the test host
+// and its guests too (gigabytes per boot: for studying triple faults, the
+// exception chain before one; make stability keeps the logs of boots that
+// went wrong).
+func hostQEMUTrace() string {
+	if os.Getenv("GOVMM_TESTHOST_TRACE") == "int" {
+		return "cpu_reset,int"
+	}
+	return "cpu_reset"
+}
+
+// hostDeath reads the outer QEMU's log after a test host ended early and
+// says why, if it knows: the L1 CPU triple-faulted (TCG logs it before the
+// reset, which -no-reboot turns into an exit).
+func hostDeath(serialLog string) string {
+	b, err := os.ReadFile(hostQEMULog(serialLog))
+	if err != nil {
+		return ""
+	}
+	if strings.Contains(string(b), "Triple fault") {
+		return "the test host's CPU triple-faulted (outer QEMU: \"Triple fault\", then a reset; " + hostQEMULog(serialLog) + ")"
+	}
+	return ""
+}
+
 // nestedInitrd writes base.cpio.gz followed by an overlay with the driver, govmm and the scenarios: QEMU
 // takes a single -initrd, and the kernel unpacks concatenated archives in order.
 func (e *Env) nestedInitrd(dir, dst string, scenarios []Scenario) error {
@@ -213,7 +246,7 @@ func (e *Env) bootTestHost(t T, initrd string, timeout time.Duration, logPath st
 	// last words of a hung test host, backtraces included (its init copies
 	// errors into the stream too, see testhost-init).
 	args := append(append([]string{}, TestHostQEMUArgs...),
-		"-serial", "file:"+hostKernelLog(logPath),
+		"-serial", "file:"+hostKernelLog(logPath), "-d", hostQEMUTrace(), "-D", hostQEMULog(logPath),
 		"-kernel", e.HostKernel, "-initrd", initrd, "-append", "console=ttyS1 panic=-1 loglevel=7 edd=off")
 	qemu := e.HostQEMU
 	if qemu == "" {
@@ -259,6 +292,9 @@ func (e *Env) bootTestHost(t T, initrd string, timeout time.Duration, logPath st
 		return out.String(), "", fmt.Errorf("qemu: %w", waitErr)
 	}
 	if !strings.Contains(out.String(), "TESTHOST: done") {
+		if why := hostDeath(logPath); why != "" {
+			return out.String(), "", fmt.Errorf("test host exited without finishing the scenarios: %s", why)
+		}
 		return out.String(), "", fmt.Errorf("test host exited without finishing the scenarios")
 	}
 	return out.String(), "", nil
