@@ -40,7 +40,13 @@ func (r Region) End() uint64 { return r.GPA + uint64(len(r.Host)) }
 // changes after New, so lookups need no lock.
 type Memory struct {
 	regions []Region // sorted by GPA
-	mapped  bool     // regions were mmap'd by New and must be unmapped
+	// span is the one host mapping New made: the regions back to back, in
+	// GPA order, then scratch (nil for FromRegions). A NIC that registers
+	// host memory with the kernel (an AF_XDP UMEM) registers span: one
+	// contiguous range whatever holes the guest-physical map has.
+	span    []byte
+	scratch []byte
+	starts  []uint64 // starts[i]: region i's offset in span
 }
 
 // Layout describes one region to create: [GPA, GPA+Size).
@@ -48,27 +54,68 @@ type Layout struct {
 	GPA, Size uint64
 }
 
-// New mmaps anonymous, private, page-aligned memory for each region.
-// Regions must be page-aligned, non-empty and must not overlap.
-func New(layout []Layout) (*Memory, error) {
-	m := &Memory{mapped: true}
-	for _, l := range layout {
-		if l.Size == 0 || l.GPA%uint64(unix.Getpagesize()) != 0 || l.Size%uint64(unix.Getpagesize()) != 0 || l.GPA+l.Size < l.GPA {
-			m.Close()
+// New mmaps anonymous, private, page-aligned memory for the regions.
+// Regions must be page-aligned, non-empty, in order and must not overlap.
+func New(layout []Layout) (*Memory, error) { return NewWithScratch(layout, 0) }
+
+// NewWithScratch is New with scratch bytes of host-only memory (never
+// mapped into the guest) in the same mapping, after the last region: a
+// device that must hand the kernel one range holding both guest buffers
+// and its own bounce buffers gets it from Span.
+func NewWithScratch(layout []Layout, scratch uint64) (*Memory, error) {
+	page := uint64(unix.Getpagesize())
+	total := uint64(0)
+	var prevEnd uint64
+	for i, l := range layout {
+		if l.Size == 0 || l.GPA%page != 0 || l.Size%page != 0 || l.GPA+l.Size < l.GPA {
 			return nil, fmt.Errorf("guestmem: bad region %#x+%#x", l.GPA, l.Size)
 		}
-		if n := len(m.regions); n > 0 && m.regions[n-1].End() > l.GPA {
-			m.Close()
+		if i > 0 && prevEnd > l.GPA {
 			return nil, fmt.Errorf("guestmem: region %#x+%#x overlaps or is out of order", l.GPA, l.Size)
 		}
-		b, err := unix.Mmap(-1, 0, int(l.Size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
-		if err != nil {
-			m.Close()
-			return nil, fmt.Errorf("guestmem: mmap %d bytes: %w", l.Size, err)
-		}
-		m.regions = append(m.regions, Region{GPA: l.GPA, Host: b})
+		prevEnd = l.GPA + l.Size
+		total += l.Size
 	}
+	scratch = (scratch + page - 1) / page * page
+	if total == 0 || total+scratch < total || total+scratch > uint64(^uint(0)>>1) {
+		return nil, fmt.Errorf("guestmem: %d bytes of RAM and %d of scratch cannot be mapped", total, scratch)
+	}
+	b, err := unix.Mmap(-1, 0, int(total+scratch), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		return nil, fmt.Errorf("guestmem: mmap %d bytes: %w", total+scratch, err)
+	}
+	m := &Memory{span: b}
+	off := uint64(0)
+	for _, l := range layout {
+		// Full slice expressions: no append can grow a region into the next.
+		m.regions = append(m.regions, Region{GPA: l.GPA, Host: b[off : off+l.Size : off+l.Size]})
+		m.starts = append(m.starts, off)
+		off += l.Size
+	}
+	m.scratch = b[total : total+scratch : total+scratch]
 	return m, nil
+}
+
+// Span returns New's whole mapping (regions in GPA order, then scratch),
+// nil for memory made by FromRegions.
+func (m *Memory) Span() []byte { return m.span }
+
+// Scratch returns the host-only memory after the regions in Span.
+func (m *Memory) Scratch() []byte { return m.scratch }
+
+// SpanOffset returns the offset in Span of the n bytes at gpa, which must
+// lie inside one region.
+func (m *Memory) SpanOffset(gpa, n uint64) (uint64, error) {
+	if m.span == nil {
+		return 0, errors.New("guestmem: memory has no span (not made by New)")
+	}
+	for i := range m.regions {
+		r := &m.regions[i]
+		if gpa >= r.GPA && gpa < r.End() && n <= r.End()-gpa {
+			return m.starts[i] + gpa - r.GPA, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: %#x+%#x", ErrOutOfRange, gpa, n)
 }
 
 // FromRegions wraps caller-owned buffers (tests and in-process device
@@ -89,16 +136,14 @@ func FromRegions(regions ...Region) (*Memory, error) {
 
 // Close unmaps memory created by New. Slices handed out earlier become invalid.
 func (m *Memory) Close() error {
-	var first error
-	if m.mapped {
-		for _, r := range m.regions {
-			if err := unix.Munmap(r.Host); err != nil && first == nil {
-				first = fmt.Errorf("guestmem: munmap: %w", err)
-			}
+	var err error
+	if m.span != nil {
+		if e := unix.Munmap(m.span); e != nil {
+			err = fmt.Errorf("guestmem: munmap: %w", e)
 		}
 	}
-	m.regions = nil
-	return first
+	m.regions, m.span, m.scratch, m.starts = nil, nil, nil, nil
+	return err
 }
 
 // Regions returns the RAM regions (for KVM slot registration and e820).

@@ -159,3 +159,41 @@ func FuzzSlice(f *testing.F) {
 		}
 	})
 }
+
+// TestSpan: New maps the regions back to back in one range, then the
+// scratch: a GPA's span offset names the same byte as its slice, the hole
+// between regions takes no room, and scratch is outside every region.
+func TestSpan(t *testing.T) {
+	page := uint64(4096)
+	m, err := NewWithScratch([]Layout{{GPA: 0, Size: 4 * page}, {GPA: 1 << 32, Size: 2 * page}}, 100)
+	require.NoError(t, err)
+	defer m.Close()
+	require.Len(t, m.Span(), int(7*page), "6 pages of RAM, scratch rounded up to a page")
+	require.Len(t, m.Scratch(), int(page))
+	for _, gpa := range []uint64{0, 3*page + 7, 1 << 32, 1<<32 + page + 9} {
+		off, err := m.SpanOffset(gpa, 1)
+		require.NoError(t, err)
+		s, err := m.Slice(gpa, 1)
+		require.NoError(t, err)
+		s[0] = byte(gpa) ^ 0x5a
+		require.Equal(t, s[0], m.Span()[off], "gpa %#x", gpa)
+	}
+	off, err := m.SpanOffset(1<<32, 1)
+	require.NoError(t, err)
+	require.Equal(t, 4*page, off, "the second region follows the first in the span")
+	_, err = m.SpanOffset(3*page, 2*page)
+	require.ErrorIs(t, err, ErrOutOfRange, "a range across the hole has no offset")
+	_, err = m.SpanOffset(5*page, 1)
+	require.ErrorIs(t, err, ErrOutOfRange, "the hole")
+	m.Scratch()[0] = 1
+	for _, r := range m.Regions() {
+		require.False(t, &r.Host[len(r.Host)-1] == &m.Scratch()[0])
+	}
+	require.Equal(t, cap(m.Regions()[0].Host), len(m.Regions()[0].Host), "a region cannot be appended into the next")
+
+	f, err := FromRegions(Region{GPA: 0, Host: make([]byte, 64)})
+	require.NoError(t, err)
+	require.Nil(t, f.Span())
+	_, err = f.SpanOffset(0, 1)
+	require.Error(t, err)
+}
