@@ -9,6 +9,7 @@ package machine
 import (
 	"crypto/rand"
 	"fmt"
+	"github.com/govmm/govmm/devices/nic/afxdp"
 	"net"
 	"strings"
 
@@ -49,6 +50,11 @@ func New(cfg Config) (*Machine, error) {
 	vcfg.Devices = append([]vmm.Device(nil), cfg.Devices...)
 	for _, nc := range cfg.Nets {
 		n := &NIC{Config: nc}
+		if nc.XDP != "" {
+			// Each AF_XDP NIC's bounce chunks, in the scratch after RAM.
+			n.scratchOff = vcfg.ScratchBytes
+			vcfg.ScratchBytes += afxdp.ScratchBytes
+		}
 		m.nets = append(m.nets, n)
 		vcfg.Devices = append(vcfg.Devices, n)
 	}
@@ -86,6 +92,9 @@ func (m *Machine) RebootConfig() Config {
 	for i, n := range m.nets {
 		if n.keepTapForReboot() {
 			cfg.Nets[i].OwnsTap = true
+		}
+		if x, ok := n.model.(*afxdp.Model); ok {
+			cfg.Nets[i].XDPIfindex = x.Ifindex()
 		}
 	}
 	return cfg

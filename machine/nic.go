@@ -3,6 +3,7 @@ package machine
 import (
 	"errors"
 	"fmt"
+	"github.com/govmm/govmm/devices/nic/afxdp"
 	"log/slog"
 	"net"
 
@@ -38,6 +39,15 @@ type NetConfig struct {
 	// OwnsTap: govmm created this tap for an earlier boot of the guest
 	// (see RebootConfig); it is removed when this machine closes.
 	OwnsTap bool
+	// XDP, instead of Tap, names a host interface whose receive queue
+	// XDPQueue is served by an AF_XDP socket with guest RAM as its UMEM
+	// (devices/nic/afxdp); XDPMode is auto, zerocopy or copy.
+	XDP      string
+	XDPQueue int
+	XDPMode  string
+	// XDPIfindex is XDP's index once known (RebootConfig): a reboot's
+	// machine is built under the seccomp filter, without netlink.
+	XDPIfindex int
 }
 
 // NIC is one guest network interface: a vmm.Device the platform attaches.
@@ -55,6 +65,9 @@ type NIC struct {
 	modelName string
 	tap       tapHolder // the backend's tap
 	ownsTap   bool      // govmm created the tap: it goes when the machine does
+	// scratchOff is where this NIC's AF_XDP bounce chunks start in guest
+	// memory's scratch (machine.New lays them out).
+	scratchOff uint64
 }
 
 // tapHolder is a backend attached to a host tap: its descriptor (-1 for
@@ -78,7 +91,13 @@ func (n *NIC) Attach(p *vmm.Platform) error {
 		err = n.attachVirtioNet(p)
 	}
 	if err != nil {
+		if c.XDP != "" {
+			return fmt.Errorf("net xdp=%s: %w", c.XDP, err)
+		}
 		return fmt.Errorf("net %s: %w", c.Tap, err)
+	}
+	if n.tap == nil {
+		return nil // AF_XDP: no tap
 	}
 	n.ownsTap = n.tap.Created() || c.OwnsTap
 	if c.OwnsTap {
@@ -96,15 +115,27 @@ func (n *NIC) Attach(p *vmm.Platform) error {
 // PCI function.
 func (n *NIC) attachVirtioNet(p *vmm.Platform) error {
 	c := n.Config
-	switch c.Path {
-	case "copy":
+	switch {
+	case c.XDP != "":
+		mode, err := afxdp.ParseMode(c.XDPMode)
+		if err != nil {
+			return err
+		}
+		x, err := afxdp.New(afxdp.Config{Ifname: c.XDP, Ifindex: c.XDPIfindex, Queue: c.XDPQueue, Mode: mode, Mem: p.Mem,
+			ScratchOff: n.scratchOff, MTU: int(c.MTU), Log: p.Log})
+		if err != nil {
+			return err
+		}
+		n.closers = append(n.closers, x.Close)
+		n.model = x
+	case c.Path == "copy":
 		t, err := tap.Open(c.Tap)
 		if err != nil {
 			return err
 		}
 		n.closers = append(n.closers, t.Close)
 		n.model, n.tap = t, t
-	case "", "zerocopy":
+	case c.Path == "" || c.Path == "zerocopy":
 		port, err := zerocopy.OpenTap(c.Tap)
 		if err != nil {
 			return err

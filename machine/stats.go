@@ -1,6 +1,9 @@
 package machine
 
-import "github.com/govmm/govmm/zerocopy"
+import (
+	"github.com/govmm/govmm/devices/nic/afxdp"
+	"github.com/govmm/govmm/zerocopy"
+)
 
 // NetStats is one NIC's line in the --stats file. "Copied" means the frame
 // did not land in the guest buffer by NIC DMA into a registered buffer: on
@@ -64,6 +67,15 @@ func (n *NIC) Stats(name string) NetStats {
 		s.PinnedBytes, s.PinnedBytesPeak, s.PinLimitBytes = z.PinnedBytes, z.PinnedBytesPeak, z.PinLimitBytes
 		s.HeadroomFallbacks = z.HeadroomFallbacks
 		s.FallbackReasons = z.FallbackReasons
+		return s
+	}
+	if x, ok := n.model.(*afxdp.Model); ok {
+		st := &x.Stats
+		s.Tap = "xdp:" + n.Config.XDP
+		s.RxZeroCopyFrames, s.RxCopiedFrames, s.RxCopiedBytes = st.RxZeroCopyFrames.Load(), st.RxCopiedFrames.Load(), st.RxCopiedBytes.Load()
+		s.RxDroppedNoBuffer = st.RxDropped.Load()
+		s.TxZeroCopyFrames, s.TxCopiedBytes = st.TxZeroCopyFrames.Load(), st.TxCopiedBytes.Load()
+		s.FallbackReasons = x.FallbackReasons()
 		return s
 	}
 	// The tap baseline: the host kernel copies every frame between the

@@ -28,15 +28,22 @@ func netHost(vmm string) string { return netHostSized(vmm, 64<<20) }
 // netHostSized is netHost with transfers of size bytes each way (the guest
 // reads the size from a /xfer-size guest file).
 func netHostSized(vmm string, size int) string {
-	return fmt.Sprintf(`/sbin/ip tuntap add dev tap0 mode tap
-/sbin/ip addr add %[1]s/24 dev tap0
+	return netHostWith(`/sbin/ip tuntap add dev tap0 mode tap
+/sbin/ip addr add `+hostIP+`/24 dev tap0
 /sbin/ip link set tap0 up
-iperf3 -s -D >/dev/null
+`, "", vmm, size)
+}
+
+// netHostWith is netHostSized with the far end made by link (shell
+// commands that give hostIP to some interface the guest's NIC reaches),
+// its servers run under prefix (e.g. "/sbin/ip netns exec far").
+func netHostWith(link, prefix, vmm string, size int) string {
+	return link + fmt.Sprintf(`%[4]s iperf3 -s -D >/dev/null
 head -c %[3]d /dev/urandom >"$WORK/h"
 echo "RESULT: host-sent-sha $(sha256sum "$WORK/h" | cut -d' ' -f1)"
-busybox nc -l -p 5003 -e cat "$WORK/h" &
+%[4]s busybox nc -l -p 5003 -e cat "$WORK/h" &
 serve=$!
-busybox nc -l -p 5004 >"$WORK/g" &
+%[4]s busybox nc -l -p 5004 >"$WORK/g" &
 recv=$!
 ( %[2]s
   echo $? >"$WORK/vmm.rc" ) 2>&1 | while IFS= read -r line; do
@@ -58,7 +65,7 @@ fi
 i=0; while kill -0 $recv 2>/dev/null && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done
 kill $recv $serve 2>/dev/null
 echo "RESULT: host-recv-sha $(sha256sum "$WORK/g" | cut -d' ' -f1)"
-`, hostIP, vmm, size)
+`, hostIP, vmm, size, prefix)
 }
 
 // netGuest is the guest side: MAC, pings of three sizes, iperf3 both

@@ -38,7 +38,11 @@ type Config struct {
 	// Placement pins vCPU threads to host CPUs and the rest off them
 	// (--cpu-pin; zero value: no pinning).
 	Placement Placement
-	Logger    *slog.Logger
+	// ScratchBytes of host-only memory follow guest RAM in its mapping
+	// (guestmem.NewWithScratch), for devices that register guest RAM with
+	// the kernel and need their own buffers in the same range.
+	ScratchBytes uint64
+	Logger       *slog.Logger
 }
 
 // VM is a created virtual machine ready to Run.
@@ -123,7 +127,7 @@ func New(cfg Config) (_ *VM, err error) {
 	if err = m.vm.SetupX86(layout.KVMTSSAddr, layout.KVMIdentityMap); err != nil {
 		return nil, err
 	}
-	if m.Mem, err = guestmem.New(ramLayout(cfg.MemBytes)); err != nil {
+	if m.Mem, err = guestmem.NewWithScratch(ramLayout(cfg.MemBytes), cfg.ScratchBytes); err != nil {
 		return nil, err
 	}
 	for i, r := range m.Mem.Regions() {

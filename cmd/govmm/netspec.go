@@ -12,7 +12,7 @@ import (
 	"github.com/govmm/govmm/machine"
 )
 
-// parseNetSpec parses tap=NAME[,mac=MAC][,mtu=N][,mrg-rxbuf=on|off][,path=zerocopy|copy][,pin-limit=SIZE]
+// parseNetSpec parses (tap=NAME | xdp=IFNAME[,queue=N][,mode=auto|zerocopy|copy])[,mac=MAC][,mtu=N][,mrg-rxbuf=on|off][,path=zerocopy|copy][,pin-limit=SIZE]
 // [,tx-poll=DURATION][,rx-coalesce=DURATION][,model=virtio|ixgbe]
 // [,rx-bytes=RATE][,tx-bytes=RATE][,rx-ops=RATE][,tx-ops=RATE][,rx-burst=N][,tx-burst=N].
 func parseNetSpec(spec string) (machine.NetConfig, error) {
@@ -95,6 +95,22 @@ func parseNetSpec(spec string) (machine.NetConfig, error) {
 				return c, fmt.Errorf("--net %q: model must be virtio or ixgbe", spec)
 			}
 			c.Model = v
+		case "xdp":
+			if len(v) >= 16 {
+				return c, fmt.Errorf("--net %q: interface name %q is longer than 15 bytes", spec, v)
+			}
+			c.XDP = v
+		case "queue":
+			n, err := strconv.ParseUint(v, 10, 16)
+			if err != nil || n > 63 {
+				return c, fmt.Errorf("--net %q: queue %q must be 0..63", spec, v)
+			}
+			c.XDPQueue = int(n)
+		case "mode":
+			if v != "auto" && v != "zerocopy" && v != "copy" {
+				return c, fmt.Errorf("--net %q: mode must be auto, zerocopy or copy", spec)
+			}
+			c.XDPMode = v
 		case "path":
 			if v != "copy" && v != "zerocopy" {
 				return c, fmt.Errorf("--net %q: path must be copy or zerocopy", spec)
@@ -104,8 +120,15 @@ func parseNetSpec(spec string) (machine.NetConfig, error) {
 			return c, fmt.Errorf("--net %q: unknown key %q", spec, k)
 		}
 	}
-	if c.Tap == "" {
-		return c, fmt.Errorf("--net %q: tap=NAME is required", spec)
+	switch {
+	case c.Tap == "" && c.XDP == "":
+		return c, fmt.Errorf("--net %q: tap=NAME or xdp=IFNAME is required", spec)
+	case c.Tap != "" && c.XDP != "":
+		return c, fmt.Errorf("--net %q: tap= and xdp= are two backends; give one", spec)
+	case c.XDP == "" && (c.XDPQueue != 0 || c.XDPMode != ""):
+		return c, fmt.Errorf("--net %q: queue= and mode= go with xdp=", spec)
+	case c.XDP != "" && (c.Model == "ixgbe" || strings.Contains(spec, "path=") || c.PinLimit != 0):
+		return c, fmt.Errorf("--net %q: xdp= is its own path (virtio-net on AF_XDP): no model=ixgbe, path= or pin-limit=", spec)
 	}
 	for _, b := range burst {
 		if !b.l.Bytes.Limited() {

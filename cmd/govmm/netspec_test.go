@@ -24,6 +24,13 @@ func TestParseNetSpec(t *testing.T) {
 	require.Equal(t, "copy", c.Path)
 	require.Equal(t, uint64(2<<20), c.PinLimit)
 
+	c, err = parseNetSpec("xdp=veth0,queue=3,mode=copy,mrg-rxbuf=off")
+	require.NoError(t, err)
+	require.Equal(t, "veth0", c.XDP)
+	require.Empty(t, c.Tap)
+	require.Equal(t, 3, c.XDPQueue)
+	require.Equal(t, "copy", c.XDPMode)
+
 	c, err = parseNetSpec("tap=t2,tx-burst=1M,tx-bytes=12.5M,rx-ops=5,rx-bytes=800k")
 	require.NoError(t, err)
 	require.Equal(t, uint64(1_250_000), c.TxLimit.Bytes.Size, "a tenth of a second's worth")
@@ -36,7 +43,8 @@ func TestParseNetSpec(t *testing.T) {
 
 	for _, bad := range []string{"", "tap", "tap=", "tap=t,tx-bytes=0", "tap=t,tx-bytes=fast", "tap=t,rx-burst=1M",
 		"tap=t,model=ixgbe,rx-bytes=1M", "tap=t,tx-ops=-5", "mac=52:54:00:12:34:56", "tap=t,mac=zz", "tap=t,mac=01:00:5e:00:00:01",
-		"tap=t,mtu=10", "tap=t,mtu=70000", "tap=t,mrg-rxbuf=maybe", "tap=t,path=fast", "tap=t,color=red", "tap=t,pin-limit=1K", "tap=t,pin-limit=x", "tap=abcdefghijklmnopq"} {
+		"tap=t,mtu=10", "tap=t,mtu=70000", "tap=t,mrg-rxbuf=maybe", "tap=t,path=fast", "tap=t,color=red", "tap=t,pin-limit=1K", "tap=t,pin-limit=x", "tap=abcdefghijklmnopq",
+		"xdp=v0,tap=t", "tap=t,queue=1", "tap=t,mode=copy", "xdp=v0,mode=fast", "xdp=v0,queue=64", "xdp=v0,model=ixgbe", "xdp=v0,path=copy", "xdp=abcdefghijklmnopq"} {
 		_, err := parseNetSpec(bad)
 		require.Error(t, err, bad)
 	}

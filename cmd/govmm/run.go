@@ -30,7 +30,7 @@ type RunCmd struct {
 	Cmdline     string   `help:"Kernel command line." default:"console=ttyS0 panic=-1" placeholder:"STR"`
 	Mem         string   `help:"Guest RAM: a number with an optional K, M or G suffix (default unit MiB)." default:"512M" placeholder:"SIZE"`
 	CPUs        int      `help:"Number of vCPUs (1-32)." default:"1" name:"cpus" placeholder:"N"`
-	Net         []string `sep:"none" help:"Network interface: tap=NAME[,mac=MAC][,mtu=N][,mrg-rxbuf=on|off][,path=zerocopy|copy][,pin-limit=SIZE][,tx-poll=DURATION][,rx-coalesce=DURATION][,model=virtio|ixgbe][,rx-bytes=RATE][,tx-bytes=RATE][,rx-ops=RATE][,tx-ops=RATE][,rx-burst=N][,tx-burst=N]. Repeatable. The tap is created if missing (and removed at exit). path=zerocopy (default): guest rx buffers are registered with an emulated Intel 82599 that writes frames straight into them; pin-limit caps the guest memory registered with it (default 1M). path=copy: the plain tap model. tx-poll (default 2ms, 0 off): how long virtio-net keeps polling the transmit ring with the guest's kicks off after its last frame. rx-coalesce (default 0, off): the least time between two receive interrupts under load. model=ixgbe: the guest sees the emulated 82599 itself (its ixgbe driver binds) instead of virtio-net. rx-/tx-bytes and -ops: token-bucket rate limits per direction, bytes or frames per second (k, M, G: powers of 1000), refilled every 100ms; rx-/tx-burst: extra bytes allowed once, at the start (as Firecracker's one-time burst). Frames over a transmit limit wait in the guest's ring; over a receive limit, no buffers are lent until the bucket refills." placeholder:"SPEC"`
+	Net         []string `sep:"none" help:"Network interface: tap=NAME|xdp=IFNAME[,queue=N][,mode=auto|zerocopy|copy][,mac=MAC][,mtu=N][,mrg-rxbuf=on|off][,path=zerocopy|copy][,pin-limit=SIZE][,tx-poll=DURATION][,rx-coalesce=DURATION][,model=virtio|ixgbe][,rx-bytes=RATE][,tx-bytes=RATE][,rx-ops=RATE][,tx-ops=RATE][,rx-burst=N][,tx-burst=N]. Repeatable. The tap is created if missing (and removed at exit). path=zerocopy (default): guest rx buffers are registered with an emulated Intel 82599 that writes frames straight into them; pin-limit caps the guest memory registered with it (default 1M). path=copy: the plain tap model. tx-poll (default 2ms, 0 off): how long virtio-net keeps polling the transmit ring with the guest's kicks off after its last frame. rx-coalesce (default 0, off): the least time between two receive interrupts under load. xdp=IFNAME: virtio-net on an AF_XDP socket on the host interface's receive queue N (default 0) with guest RAM as its UMEM: the host NIC writes received frames straight into the guest's buffers (mode=zerocopy needs driver support, copy has the kernel copy, auto picks); it pins all guest RAM (RLIMIT_MEMLOCK). model=ixgbe: the guest sees the emulated 82599 itself (its ixgbe driver binds) instead of virtio-net. rx-/tx-bytes and -ops: token-bucket rate limits per direction, bytes or frames per second (k, M, G: powers of 1000), refilled every 100ms; rx-/tx-burst: extra bytes allowed once, at the start (as Firecracker's one-time burst). Frames over a transmit limit wait in the guest's ring; over a receive limit, no buffers are lent until the bucket refills." placeholder:"SPEC"`
 	Stats       string   `help:"Write per-NIC statistics as JSON to FILE every second and at exit (rx/tx frames, zero-copy vs copied, pinned bytes)." placeholder:"FILE"`
 	KVM         string   `help:"KVM device." default:"/dev/kvm" name:"kvm" placeholder:"PATH"`
 	NoReboot    bool     `help:"Exit when the guest resets instead of booting it again." name:"no-reboot"`
@@ -116,7 +116,14 @@ func (r *RunCmd) Run() error {
 		if boot == 1 {
 			// Set-up is done: from here on govmm runs under the allow-list
 			// (later boots build their machines under it too).
-			if err := seccomp.Install(filter); err != nil {
+			var features []seccomp.Feature
+			for _, n := range cfg.Nets {
+				if n.XDP != "" {
+					features = append(features, seccomp.AFXDP)
+					break
+				}
+			}
+			if err := seccomp.Install(filter, features...); err != nil {
 				m.Close()
 				return err
 			}
@@ -216,7 +223,11 @@ func (r *RunCmd) config() (machine.Config, error) {
 		name := fmt.Sprintf("net%d", i)
 		nc.OnActivate = func(model string, features uint64) {
 			// One line per NIC, whatever the log level: what the guest got.
-			fmt.Fprintf(os.Stderr, "govmm: %s: tap %s, model %s, features %s\n", name, nc.Tap, model, virtionet.FeatureString(features))
+			where := "tap " + nc.Tap
+			if nc.XDP != "" {
+				where = fmt.Sprintf("xdp %s queue %d", nc.XDP, nc.XDPQueue)
+			}
+			fmt.Fprintf(os.Stderr, "govmm: %s: %s, model %s, features %s\n", name, where, model, virtionet.FeatureString(features))
 		}
 		nets = append(nets, nc)
 	}

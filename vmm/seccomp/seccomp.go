@@ -63,9 +63,48 @@ var Allowed = []string{
 	"ioctl", "eventfd2", "poll", "ppoll",
 }
 
-// Install loads the filter for mode into every thread of the process. It
-// cannot be undone.
-func Install(mode Mode) error {
+// Feature is an optional part of govmm that needs calls the base list
+// does not allow.
+type Feature int
+
+// Features.
+const (
+	// AFXDP: an AF_XDP NIC (--net xdp=) wakes the kernel's transmit and
+	// receive (sendto, recvfrom), reads its socket's statistics
+	// (getsockopt), and opens a new socket each time the guest's driver
+	// starts the device (socket, for AF_XDP only; setsockopt, bind, and
+	// the one bpf command that steers the queue to it, a map update).
+	AFXDP Feature = iota
+)
+
+const (
+	afXDP            = 44 // AF_XDP
+	bpfMapUpdateElem = 2  // BPF_MAP_UPDATE_ELEM
+	bpfMapDeleteElem = 3  // BPF_MAP_DELETE_ELEM
+)
+
+// groups returns the allow rules of the features.
+func groups(features []Feature) []bpf.SyscallGroup {
+	var out []bpf.SyscallGroup
+	for _, f := range features {
+		if f != AFXDP {
+			continue
+		}
+		arg0 := func(name string, v uint64) bpf.NameWithConditions {
+			return bpf.NameWithConditions{Name: name, Conditions: bpf.ArgumentConditions{{Argument: 0, Operation: bpf.Equal, Value: v}}}
+		}
+		out = append(out, bpf.SyscallGroup{Action: bpf.ActionAllow,
+			Names: []string{"sendto", "recvfrom", "getsockopt", "setsockopt", "bind"},
+			NamesWithCondtions: []bpf.NameWithConditions{
+				arg0("socket", afXDP), arg0("bpf", bpfMapUpdateElem), arg0("bpf", bpfMapDeleteElem),
+			}})
+	}
+	return out
+}
+
+// Install loads the filter for mode, with the calls the features need,
+// into every thread of the process. It cannot be undone.
+func Install(mode Mode, features ...Feature) error {
 	if mode == Off {
 		return nil
 	}
@@ -81,7 +120,7 @@ func Install(mode Mode) error {
 		Flag:       bpf.FilterFlagTSync,
 		Policy: bpf.Policy{
 			DefaultAction: def,
-			Syscalls:      []bpf.SyscallGroup{{Action: bpf.ActionAllow, Names: Allowed}},
+			Syscalls:      append([]bpf.SyscallGroup{{Action: bpf.ActionAllow, Names: Allowed}}, groups(features)...),
 		},
 	}
 	if err := bpf.LoadFilter(f); err != nil {

@@ -51,6 +51,13 @@ func TestFilterAllowsTheVMMAndStopsTheRest(t *testing.T) {
 	out, err = run("off", "exec")
 	require.NoError(t, err, out)
 	require.Contains(t, out, "CHILD: exec returned")
+
+	// The AF_XDP feature allows AF_XDP sockets, and only those.
+	out, err = run("on", "xdp")
+	require.Error(t, err, out)
+	require.Contains(t, out, "CHILD: AF_XDP socket opened")
+	require.Contains(t, out, "SIGSYS: bad system call")
+	require.NotContains(t, out, "CHILD: AF_INET socket returned")
 }
 
 func TestParseMode(t *testing.T) {

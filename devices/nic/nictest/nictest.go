@@ -65,6 +65,11 @@ type Harness struct {
 	// guest memory every buffer the kit lends lies in; a model that DMAs
 	// by guest-physical address (Buf.GPAs) needs it, others ignore it.
 	New func(t *testing.T, mem *guestmem.Memory) Link
+	// Scratch, if not 0, gives mem that many bytes of host-only memory
+	// after guest RAM in the same mapping (guestmem.NewWithScratch), for a
+	// model that registers the whole range with the kernel and keeps its
+	// own bounce buffers there (an AF_XDP UMEM).
+	Scratch uint64
 }
 
 // Timeout is how long the kit waits for a frame or a completion.
@@ -101,7 +106,7 @@ type rig struct {
 }
 
 func newRig(t *testing.T, h Harness) *rig {
-	mem, err := guestmem.New([]guestmem.Layout{{GPA: memBase, Size: memSize}})
+	mem, err := guestmem.NewWithScratch([]guestmem.Layout{{GPA: memBase, Size: memSize}}, h.Scratch)
 	if err != nil {
 		t.Fatalf("nictest: guest memory: %v", err)
 	}

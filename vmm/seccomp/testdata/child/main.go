@@ -3,7 +3,8 @@
 // does): it installs the filter in the mode of its first argument, does
 // what a running VMM does (goroutines, timers, the --stats file's
 // write-and-rename) and then, if its second argument is "exec", a call the
-// filter refuses.
+// filter refuses. "xdp" installs the filter with the AF_XDP feature, opens
+// an AF_XDP socket (allowed) and then an AF_INET one (refused).
 package main
 
 import (
@@ -13,13 +14,19 @@ import (
 	"path/filepath"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/govmm/govmm/vmm/seccomp"
 )
 
 func main() {
 	mode, err := seccomp.ParseMode(os.Args[1])
 	check(err)
-	check(seccomp.Install(mode))
+	var features []seccomp.Feature
+	if os.Args[2] == "xdp" {
+		features = append(features, seccomp.AFXDP)
+	}
+	check(seccomp.Install(mode, features...))
 	done := make(chan struct{})
 	go func() { time.Sleep(10 * time.Millisecond); close(done) }()
 	<-done
@@ -31,6 +38,14 @@ func main() {
 	check(tmp.Close())
 	check(os.Rename(tmp.Name(), filepath.Join(dir, "stats.json")))
 	fmt.Println("CHILD: allowed work done")
+	if os.Args[2] == "xdp" {
+		fd, err := unix.Socket(unix.AF_XDP, unix.SOCK_RAW, 0)
+		check(err)
+		unix.Close(fd)
+		fmt.Println("CHILD: AF_XDP socket opened")
+		_, _ = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0) // refused
+		fmt.Println("CHILD: AF_INET socket returned")
+	}
 	if os.Args[2] == "exec" {
 		_ = exec.Command("/bin/true").Run() // execve (after clone): refused
 		fmt.Println("CHILD: exec returned")

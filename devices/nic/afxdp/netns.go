@@ -1,0 +1,54 @@
+package afxdp
+
+import (
+	"fmt"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+)
+
+// netns is a handle on the network namespace a model was made in.
+type netns struct {
+	fd  int
+	ino uint64
+}
+
+func thisNetns() (netns, error) {
+	fd, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return netns{fd: -1}, fmt.Errorf("network namespace: %w", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return netns{fd: -1}, fmt.Errorf("network namespace: %w", err)
+	}
+	return netns{fd: fd, ino: st.Ino}, nil
+}
+
+// current reports whether the calling thread is in the namespace.
+func (n netns) current() bool {
+	var st unix.Stat_t
+	return unix.Stat("/proc/thread-self/ns/net", &st) == nil && st.Ino == n.ino
+}
+
+// do runs f on a fresh thread moved into the namespace. The thread is not
+// given back to the Go scheduler: it ends with f's goroutine.
+func (n netns) do(f func() error) error {
+	done := make(chan error)
+	go func() {
+		runtime.LockOSThread()
+		if err := unix.Setns(n.fd, unix.CLONE_NEWNET); err != nil {
+			done <- fmt.Errorf("entering the interface's network namespace: %w", err)
+			return
+		}
+		done <- f()
+	}()
+	return <-done
+}
+
+func (n netns) close() {
+	if n.fd >= 0 {
+		unix.Close(n.fd)
+	}
+}

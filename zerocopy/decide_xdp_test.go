@@ -1,0 +1,64 @@
+package zerocopy
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestXDPHeadroom: the UMEM headroom makes a chunk hold exactly the
+// guest's largest frame, so the kernel never writes past a buffer that
+// holds one.
+func TestXDPHeadroom(t *testing.T) {
+	l := GuestLayout{HdrLen: 12, MaxFrame: 1518}
+	h, err := XDPHeadroomFor(2048, l)
+	require.NoError(t, err)
+	assert.Equal(t, uint32(2048-256-1518), h)
+	assert.Equal(t, uint32(1518), XDPRules{ChunkSize: 2048, Headroom: h}.FrameSize())
+	_, err = XDPHeadroomFor(2048, GuestLayout{HdrLen: 12, MaxFrame: 9018})
+	assert.Error(t, err, "a jumbo frame does not fit a 2 KiB chunk")
+	_, err = XDPHeadroomFor(2048, GuestLayout{HdrLen: 12, MaxFrame: gsoMaxFrame})
+	assert.Error(t, err, "nor does a GSO frame")
+}
+
+func TestDecideXDP(t *testing.T) {
+	l := GuestLayout{HdrLen: 12, MaxFrame: 1518}
+	h, err := XDPHeadroomFor(2048, l)
+	require.NoError(t, err)
+	r := XDPRules{ChunkSize: 2048, Headroom: h, UMEMSize: 1 << 20}
+	lead := uint64(h) + XDPPacketHeadroom
+
+	// Linux's small buffer (12 + 1518) and mergeable buffer (1536) fit:
+	// the frame lands right after the header, the chunk ends inside the
+	// buffer.
+	for _, size := range []int{1530, 1536, 4096} {
+		off := uint64(64 << 10)
+		fill, why := DecideXDP(r, l, off, size, 1)
+		require.Equal(t, XDPZeroCopy, why, "size %d", size)
+		assert.Equal(t, off+12, fill+lead, "the frame lands after the header")
+		assert.LessOrEqual(t, fill+2048, off+uint64(size), "the chunk ends inside the buffer")
+	}
+	cases := []struct {
+		name     string
+		off      uint64
+		len, seg int
+		rules    XDPRules
+		want     XDPReason
+	}{
+		{"too small", 4096, 1529, 1, r, XDPTooSmall},
+		{"segmented", 4096, 256, 2, r, XDPSegmented},
+		{"at the start of the UMEM", 0, 1530, 1, r, XDPBeforeUMEM},
+		{"at the end of the UMEM", 1<<20 - 1000, 1530, 1, r, XDPPastUMEM},
+		{"offset overflows", ^uint64(0) - 100, 1530, 1, r, XDPPastUMEM},
+		{"crosses a page (zero-copy driver)", 4096 + 3000, 1530, 1, XDPRules{ChunkSize: 2048, Headroom: h, UMEMSize: 1 << 20, PageSize: 4096}, XDPCrossesPage},
+		{"within a page (zero-copy driver)", 4096 + 1000, 1530, 1, XDPRules{ChunkSize: 2048, Headroom: h, UMEMSize: 1 << 20, PageSize: 4096}, XDPZeroCopy},
+		{"copy mode ignores pages", 4096 + 3000, 1530, 1, r, XDPZeroCopy},
+		{"no frame fits the chunk", 4096, 4096, 1, XDPRules{ChunkSize: 2048, Headroom: 2000, UMEMSize: 1 << 20}, XDPTooSmall},
+	}
+	for _, c := range cases {
+		_, why := DecideXDP(c.rules, l, c.off, c.len, c.seg)
+		assert.Equal(t, c.want, why, c.name)
+		assert.NotEmpty(t, why.String())
+	}
+}
