@@ -62,3 +62,39 @@ func TestDecideXDP(t *testing.T) {
 		assert.NotEmpty(t, why.String())
 	}
 }
+
+// FuzzDecideXDP: for any buffer (a hostile guest's included), a zero-copy
+// decision puts the frame right after the header, and the chunk the kernel
+// may write lies inside both the buffer and the UMEM, within one page when
+// pages matter.
+func FuzzDecideXDP(f *testing.F) {
+	f.Add(uint64(65636), 1536, 1, uint32(1518), uint32(12), uint64(1<<20), false)
+	f.Add(uint64(0), 1530, 1, uint32(1518), uint32(12), uint64(1<<20), true)
+	f.Add(^uint64(0)-5, 4096, 1, uint32(1518), uint32(12), uint64(1<<30), false)
+	f.Fuzz(func(t *testing.T, off uint64, segLen, segs int, maxFrame, hdrLen uint32, umem uint64, pages bool) {
+		l := GuestLayout{HdrLen: hdrLen % 64, MaxFrame: maxFrame % 4096}
+		h, err := XDPHeadroomFor(2048, l)
+		if err != nil {
+			return
+		}
+		r := XDPRules{ChunkSize: 2048, Headroom: h, UMEMSize: umem}
+		if pages {
+			r.PageSize = 4096
+		}
+		fill, why := DecideXDP(r, l, off, segLen, segs)
+		if why != XDPZeroCopy {
+			return
+		}
+		lead := uint64(h) + XDPPacketHeadroom
+		if fill+lead != off+uint64(l.HdrLen) {
+			t.Fatalf("frame at %d, header ends at %d", fill+lead, off+uint64(l.HdrLen))
+		}
+		end := fill + 2048
+		if end < fill || end > umem || end > off+uint64(segLen) {
+			t.Fatalf("chunk [%d,%d) outside the buffer [%d,+%d) or the UMEM (%d)", fill, end, off, segLen, umem)
+		}
+		if pages && fill/4096 != (end-1)/4096 {
+			t.Fatalf("chunk [%d,%d) crosses a page", fill, end)
+		}
+	})
+}
