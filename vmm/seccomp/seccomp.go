@@ -73,7 +73,8 @@ const (
 	// receive (sendto, recvfrom), reads its socket's statistics
 	// (getsockopt), and opens a new socket each time the guest's driver
 	// starts the device (socket, for AF_XDP only; setsockopt, bind, and
-	// the one bpf command that steers the queue to it, a map update).
+	// the one bpf command that steers the queue to it, a map update;
+	// capget for its RLIMIT_MEMLOCK check).
 	AFXDP Feature = iota
 )
 
@@ -94,7 +95,7 @@ func groups(features []Feature) []bpf.SyscallGroup {
 			return bpf.NameWithConditions{Name: name, Conditions: bpf.ArgumentConditions{{Argument: 0, Operation: bpf.Equal, Value: v}}}
 		}
 		out = append(out, bpf.SyscallGroup{Action: bpf.ActionAllow,
-			Names: []string{"sendto", "recvfrom", "getsockopt", "setsockopt", "bind"},
+			Names: []string{"sendto", "recvfrom", "getsockopt", "setsockopt", "bind", "capget"},
 			NamesWithCondtions: []bpf.NameWithConditions{
 				arg0("socket", afXDP), arg0("bpf", bpfMapUpdateElem), arg0("bpf", bpfMapDeleteElem),
 			}})

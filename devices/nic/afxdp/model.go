@@ -147,6 +147,9 @@ func New(cfg Config) (*Model, error) {
 	if cfg.ScratchOff+ScratchBytes > uint64(len(scratch)) {
 		return nil, fmt.Errorf("afxdp: needs %d bytes of scratch at %d, guest memory has %d", ScratchBytes, cfg.ScratchOff, len(scratch))
 	}
+	if err := checkMemlock(uint64(len(cfg.Mem.Span()))); err != nil {
+		return nil, fmt.Errorf("afxdp: %w", err)
+	}
 	ns, err := thisNetns()
 	if err != nil {
 		return nil, fmt.Errorf("afxdp: %w", err)

@@ -234,3 +234,33 @@ func TestNewErrors(t *testing.T) {
 	_, err = ParseMode("fast")
 	assert.Error(t, err)
 }
+
+// TestMemlockLimit: without CAP_IPC_LOCK, a RLIMIT_MEMLOCK under the UMEM
+// is one clear line, before anything is attached.
+func TestMemlockLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs a child without CAP_IPC_LOCK")
+	}
+	// capsh is not everywhere; setpriv (util-linux) drops the capability.
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("no setpriv")
+	}
+	if os.Getenv("AFXDP_MEMLOCK_CHILD") == "1" {
+		mem, err := guestmem.NewWithScratch([]guestmem.Layout{{GPA: 0, Size: 64 << 20}}, ScratchBytes)
+		require.NoError(t, err)
+		_, err = New(Config{Ifname: "lo", Mem: mem})
+		require.Error(t, err)
+		require.Contains(t, err.Error(), "RLIMIT_MEMLOCK is 64 KiB")
+		return
+	}
+	cmd := exec.Command(setpriv, "--inh-caps=-ipc_lock", "--bounding-set=-ipc_lock", "--",
+		"prlimit", "--memlock=65536", "--", os.Args[0], "-test.run=^TestMemlockLimit$", "-test.v")
+	cmd.Env = append(os.Environ(), "AFXDP_MEMLOCK_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil && bytes.Contains(out, []byte("setpriv:")) {
+		t.Skipf("setpriv cannot drop the capability here: %s", out)
+	}
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "--- PASS: TestMemlockLimit")
+}

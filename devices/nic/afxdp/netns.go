@@ -52,3 +52,20 @@ func (n netns) close() {
 		unix.Close(n.fd)
 	}
 }
+
+// checkMemlock fails with one line when registering n bytes would exceed
+// RLIMIT_MEMLOCK for a process without CAP_IPC_LOCK: the kernel's own
+// answer (ENOBUFS at XDP_UMEM_REG) does not say which limit.
+func checkMemlock(n uint64) error {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &lim); err != nil || lim.Cur == unix.RLIM_INFINITY || lim.Cur >= n {
+		return nil
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err == nil && data[0].Effective&(1<<unix.CAP_IPC_LOCK) != 0 {
+		return nil
+	}
+	return fmt.Errorf("registering guest RAM as the AF_XDP UMEM pins all %d MiB of it, and RLIMIT_MEMLOCK is %d KiB: raise it (ulimit -l) or give govmm CAP_IPC_LOCK",
+		n>>20, lim.Cur>>10)
+}
