@@ -42,7 +42,9 @@ type Config struct {
 	// (guestmem.NewWithScratch), for devices that register guest RAM with
 	// the kernel and need their own buffers in the same range.
 	ScratchBytes uint64
-	Logger       *slog.Logger
+	// HugePages backs guest RAM with 2 MiB hugetlb pages (--mem-hugepages).
+	HugePages bool
+	Logger    *slog.Logger
 }
 
 // VM is a created virtual machine ready to Run.
@@ -127,7 +129,7 @@ func New(cfg Config) (_ *VM, err error) {
 	if err = m.vm.SetupX86(layout.KVMTSSAddr, layout.KVMIdentityMap); err != nil {
 		return nil, err
 	}
-	if m.Mem, err = guestmem.NewWithScratch(ramLayout(cfg.MemBytes), cfg.ScratchBytes); err != nil {
+	if m.Mem, err = guestmem.Map(ramLayout(cfg.MemBytes), guestmem.Options{Scratch: cfg.ScratchBytes, HugePages: cfg.HugePages}); err != nil {
 		return nil, err
 	}
 	for i, r := range m.Mem.Regions() {

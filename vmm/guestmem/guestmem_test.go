@@ -1,6 +1,9 @@
 package guestmem
 
 import (
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -196,4 +199,37 @@ func TestSpan(t *testing.T) {
 	require.Nil(t, f.Span())
 	_, err = f.SpanOffset(0, 1)
 	require.Error(t, err)
+}
+
+// TestHugePages: Map backs RAM with 2 MiB pages from the host's pool
+// (reserving a few for the test when it may), PageSize says so, and a
+// pool too small is one clear error.
+func TestHugePages(t *testing.T) {
+	const pages = 4
+	if b, err := os.ReadFile("/proc/sys/vm/nr_hugepages"); err == nil && os.Geteuid() == 0 {
+		old := strings.TrimSpace(string(b))
+		if n, _ := strconv.Atoi(old); n < pages {
+			if os.WriteFile("/proc/sys/vm/nr_hugepages", []byte(strconv.Itoa(pages)), 0) == nil {
+				t.Cleanup(func() { _ = os.WriteFile("/proc/sys/vm/nr_hugepages", []byte(old), 0) })
+			}
+		}
+	}
+	m, err := Map([]Layout{{GPA: 0, Size: 4 << 20}}, Options{Scratch: 4096, HugePages: true})
+	if err != nil {
+		t.Skipf("no hugepages here: %v", err)
+	}
+	defer m.Close()
+	require.Equal(t, uint64(HugePageSize), m.PageSize())
+	require.Len(t, m.Span(), 4<<20+4096)
+	s, err := m.Slice(4<<20-1, 1)
+	require.NoError(t, err)
+	s[0] = 7
+	m.Scratch()[4095] = 9
+
+	_, err = Map([]Layout{{GPA: 0, Size: 1 << 40}}, Options{HugePages: true})
+	require.ErrorContains(t, err, "nr_hugepages")
+	plain, err := New([]Layout{{GPA: 0, Size: 1 << 20}})
+	require.NoError(t, err)
+	defer plain.Close()
+	require.Equal(t, uint64(os.Getpagesize()), plain.PageSize())
 }

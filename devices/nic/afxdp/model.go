@@ -234,8 +234,9 @@ func (m *Model) openHere() error {
 	m.sock, m.zc = s, s.ZeroCopy()
 	m.rules.PageSize = 0
 	if m.zc {
-		// A zero-copy driver DMAs a chunk within one page of guest RAM.
-		m.rules.PageSize = uint64(unix.Getpagesize())
+		// A zero-copy driver DMAs a chunk within one page of guest RAM
+		// (4 KiB, or 2 MiB with --mem-hugepages).
+		m.rules.PageSize = m.cfg.Mem.PageSize()
 	}
 	return nil
 }
