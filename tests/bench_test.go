@@ -36,11 +36,17 @@ echo "RESULT: udp64 $(iperf3 -c $H -u -l 64 -b 200M -t 5 | awk '/receiver/{split
 // benchHost boots one VMM, timing VMM start → guest init, and samples the
 // VMM's resident memory while the guest runs.
 func benchHost(proc, cmd string) string {
-	return `/sbin/ip tuntap add dev tap0 mode tap 2>/dev/null
-/sbin/ip addr add ` + hostIP + `/24 dev tap0 2>/dev/null
+	return benchHostWith(`/sbin/ip tuntap add dev tap0 mode tap 2>/dev/null
+/sbin/ip addr add `+hostIP+`/24 dev tap0 2>/dev/null
 /sbin/ip link set tap0 up
 pidof iperf3 >/dev/null || iperf3 -s -D >/dev/null
-# VmRSS, and VmRSS minus the resident part of the largest mapping (guest
+`, proc, cmd)
+}
+
+// benchHostWith is benchHost with the far end (hostIP and an iperf3
+// server) made by link.
+func benchHostWith(link, proc, cmd string) string {
+	return link + `# VmRSS, and VmRSS minus the resident part of the largest mapping (guest
 # RAM): the memory the VMM itself uses beyond the guest's.
 ( while sleep 1; do p=$(pidof ` + proc + `) && awk '/VmRSS/{print $2}' /proc/$p/status >>"$WORK/rss" &&
 	awk '/^Size:/{s=$2} /^Rss:/{if (s>ms) {ms=s; mr=$2}; t+=$2} END{print t-mr}' /proc/$p/smaps >>"$WORK/over"; done ) &
@@ -69,7 +75,8 @@ func num(s string) float64 {
 }
 
 // TestBenchmarkTable is `make bench`: in ONE test-host boot (or natively),
-// the same guest under govmm zero-copy, govmm path=copy, and QEMU
+// the same guest under govmm zero-copy, govmm path=copy, govmm on AF_XDP
+// (a veth pair), and QEMU
 // virtio-net vhost=off / vhost=on / e1000e. It prints a table with ratios
 // to QEMU vhost=off and writes .cache/bench.json. Not part of `make test`.
 func TestBenchmarkTable(t *testing.T) {
@@ -81,20 +88,29 @@ func TestBenchmarkTable(t *testing.T) {
 	cmdline := `"console=ttyS0 panic=-1 quiet govmm.ip=` + guestIP + `/24 govmm.run=/bench.sh"`
 	govmm := `"$GOVMM" run --no-reboot --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M --net tap=tap0,mac=` + guestMAC
 	qemu := func(netdev, dev string) string { return qemuCmd(cmdline, netdev, dev) }
-	type row struct{ name, proc, cmd string }
+	type row struct{ name, proc, cmd, link string } // link: the far end, if not benchHost's tap
 	rows := []row{
-		{"govmm-zerocopy", "govmm", govmm + ` --cmdline ` + cmdline},
-		{"govmm-copy", "govmm", govmm + `,path=copy --cmdline ` + cmdline},
+		{name: "govmm-zerocopy", proc: "govmm", cmd: govmm + ` --cmdline ` + cmdline},
+		{name: "govmm-copy", proc: "govmm", cmd: govmm + `,path=copy --cmdline ` + cmdline},
+		// AF_XDP on a veth pair (copy mode: veth has no zero-copy), the far
+		// end in its own namespace (see TestAFXDP).
+		{name: "govmm-afxdp", proc: "govmm",
+			cmd:  `"$GOVMM" run --no-reboot --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M --net xdp=xv0,mac=` + guestMAC + ` --cmdline ` + cmdline,
+			link: xdpLink + "/sbin/ip netns exec far iperf3 -s -D >/dev/null\n"},
 	}
 	if env.Mode == harness.Nested {
 		rows = append(rows,
-			row{"qemu-vhost-off", "qemu-system-x86_64", qemu(",vhost=off", "virtio-net-pci")},
-			row{"qemu-vhost-on", "qemu-system-x86_64", qemu(",vhost=on", "virtio-net-pci")},
-			row{"qemu-e1000e", "qemu-system-x86_64", qemu("", "e1000e")})
+			row{name: "qemu-vhost-off", proc: "qemu-system-x86_64", cmd: qemu(",vhost=off", "virtio-net-pci")},
+			row{name: "qemu-vhost-on", proc: "qemu-system-x86_64", cmd: qemu(",vhost=on", "virtio-net-pci")},
+			row{name: "qemu-e1000e", proc: "qemu-system-x86_64", cmd: qemu("", "e1000e")})
 	}
 	var sc []harness.Scenario
 	for _, r := range rows {
-		sc = append(sc, harness.Scenario{Name: r.name, HostScript: benchHost(r.proc, r.cmd), GuestFiles: files, Timeout: 4 * time.Minute, Network: true, GuestMustFinish: true, Reference: r.proc != "govmm"})
+		host := benchHost(r.proc, r.cmd)
+		if r.link != "" {
+			host = benchHostWith(r.link, r.proc, r.cmd)
+		}
+		sc = append(sc, harness.Scenario{Name: r.name, HostScript: host, GuestFiles: files, Timeout: 4 * time.Minute, Network: true, GuestMustFinish: true, Reference: r.proc != "govmm"})
 	}
 	res := env.Run(t, sc...)
 
