@@ -10,12 +10,31 @@ up() { cut -d' ' -f1 /proc/uptime; }
 # Tun/tap interfaces, from sysfs: the plain "ip" here is busybox's, which has no "tuntap show"
 # (the cleanup below silently deleted nothing for that reason).
 taps() { for f in /sys/class/net/*/tun_flags; do [ -e "$f" ] && basename "$(dirname "$f")"; done; }
+# KVM's tracepoints in the test host, in a small ring buffer (the last half second or so): when
+# a guest triple-faults, the exits and injections that led to it are printed as L1-TRACE lines.
+T=/sys/kernel/tracing
+if [ -z "$SCENARIO_DIR" ]; then
+	[ -e $T/events ] || mount -t tracefs tracefs $T 2>/dev/null
+	[ -w $T/events/kvm/enable ] || T=
+fi
+[ -n "$SCENARIO_DIR" ] && T=
+trace_start() { [ -n "$T" ] || return 0; echo 0 >$T/tracing_on; echo 256 >$T/buffer_size_kb; echo >$T/trace; echo 1 >$T/events/kvm/enable; echo 1 >$T/tracing_on; }
+trace_check() {
+	[ -n "$T" ] || return 0
+	echo 0 >$T/tracing_on
+	if grep -qi 'kvm_exit.*reason.*shutdown' $T/trace; then
+		echo "L1-TRACE: a guest shut down (triple fault); KVM's last events before it:"
+		grep -v '^#' $T/trace | awk '{ l[NR] = $0 } /kvm_exit.*reason.*[Ss][Hh][Uu][Tt][Dd][Oo][Ww][Nn]/ { s = NR } END { for (i = (s > 300 ? s - 300 : 1); i <= s; i++) print "L1-TRACE: " l[i] }'
+	fi
+	echo 0 >$T/events/kvm/enable
+}
 while read -r name secs; do
 	[ -n "$name" ] || continue
 	WORK=/tmp/work/$name OVERLAY=$S/$name.cpio.gz
 	export WORK OVERLAY
 	mkdir -p "$WORK"
 	echo "SCENARIO-BEGIN $name"
+	trace_start
 	t0=$(up)
 	# Not a process-group leader, so busybox setsid execs in place: the group id is $!.
 	(cd "$WORK" && exec setsid sh "$S/$name.sh" </dev/null 2>&1) &
@@ -28,6 +47,7 @@ while read -r name secs; do
 	rc=$?
 	kill "$wd" 2>/dev/null
 	kill -KILL -"$pid" 2>/dev/null # leftovers, e.g. a VMM the script put in the background
+	trace_check
 	# Scenarios are independent: daemons that left the group (iperf3 -D) and taps go too. Only in
 	# the test host: the harness unit test runs this script on a developer's machine.
 	# A killed process lets go of its tap and ports only once it has exited, which in the slow
@@ -35,6 +55,9 @@ while read -r name secs; do
 	# and its iperf3 server unable to bind (seen once).
 	if [ -z "$SCENARIO_DIR" ]; then
 		killall iperf3 2>/dev/null
+		# Network namespaces and veth pairs a scenario made (the AF_XDP far end).
+		for ns in $(/sbin/ip netns list 2>/dev/null | cut -d' ' -f1); do /sbin/ip netns del "$ns"; done
+		for v in $(/sbin/ip -o link show type veth 2>/dev/null | cut -d: -f2 | cut -d@ -f1); do /sbin/ip link del "$v" 2>/dev/null; done
 		i=0
 		while [ $i -lt 40 ]; do
 			for tap in $(taps); do /sbin/ip link del "$tap" 2>/dev/null; done

@@ -67,6 +67,9 @@ type Scenario struct {
 	// failure in the same boot (the environment failed both), and it may
 	// itself be retried without an excuse.
 	Reference bool
+	// ExpectCrash marks a scenario whose guest is meant to triple-fault:
+	// the crash is its result, not a failure to retry.
+	ExpectCrash bool
 	// Network marks a scenario that creates interfaces and sends traffic.
 	// Nested, the test host is already isolated (it has no NIC); natively
 	// the script runs inside a fresh network namespace, so nothing it does
@@ -448,7 +451,7 @@ func Outcome(s Scenario, r Result) string {
 // "" when it passed or failed on its own terms (exit status, checks).
 func failureReason(s Scenario, r Result) string {
 	switch {
-	case strings.Contains(r.Output, GuestCrashMarker):
+	case strings.Contains(r.Output, GuestCrashMarker) && !s.ExpectCrash:
 		return "the guest triple-faulted"
 	case r.hostHung:
 		return "the whole test host hung"
