@@ -113,3 +113,55 @@ echo "RESULT: vmm-exit $(cat "$WORK/rc")"
 	t.Logf("ixgbe: ping RTT 56B %s, 1472B %s, 8000B %s; iperf3 guest→host %s Mbit/s, host→guest %s Mbit/s",
 		v["ping56-rtt"], v["ping1472-rtt"], v["ping8000-rtt"], v["iperf-tx-mbps"], v["iperf-rx-mbps"])
 }
+
+// ixgbeMQGuest: with two vCPUs the ixgbe driver turns RSS on over two
+// queue pairs; four host→guest TCP streams must land on both receive
+// queues (the model's Toeplitz hash and the driver's redirection table),
+// and the same streams are measured again with one queue pair
+// (ethtool -L), in the same boot.
+const ixgbeMQGuest = `#!/bin/sh
+H=` + hostIP + `
+waitping() { i=0; while ! ping -c1 -W1 $H >/dev/null 2>&1 && [ $i -lt 30 ]; do i=$((i+1)); done; }
+q() { ethtool -S eth0 | sed -n "s/^ *rx_queue_$1_packets: //p"; }
+dmesg | grep -i -E 'ixgbe.*(queue|multiqueue)' | sed 's/^/DMESG: /'
+echo "RESULT: channels $(ethtool -l eth0 | sed -n '/Current/,$s/^Combined:[[:space:]]*//p')"
+waitping
+a0=$(q 0); a1=$(q 1)
+echo "RESULT: mq-rx-mbps $(iperf3 -c $H -P 4 -t 8 -f m -R | awk '/SUM.*receiver/{print $(NF-2)}')"
+echo "RESULT: mq-rxq0 $(( $(q 0) - a0 ))"
+echo "RESULT: mq-rxq1 $(( $(q 1) - a1 ))"
+ethtool -L eth0 combined 1 && echo "RESULT: set-channels ok"
+ip link set eth0 up
+waitping
+echo "RESULT: sq-channels $(ethtool -l eth0 | sed -n '/Current/,$s/^Combined:[[:space:]]*//p')"
+echo "RESULT: sq-rx-mbps $(iperf3 -c $H -P 4 -t 8 -f m -R | awk '/SUM.*receiver/{print $(NF-2)}')"
+echo "RESULT: after $(ping -c 5 -i 0.2 $H | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')"
+`
+
+// TestIxgbeMultiqueue: RSS on the guest-visible 82599 with --cpus 2.
+func TestIxgbeMultiqueue(t *testing.T) {
+	env := harness.Setup(t)
+	host := `/sbin/ip tuntap add dev tap0 mode tap
+/sbin/ip addr add ` + hostIP + `/24 dev tap0
+/sbin/ip link set tap0 up
+iperf3 -s -D >/dev/null
+"$GOVMM" --log-level info run --no-reboot --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M --cpus 2 \
+	--net tap=tap0,model=ixgbe,mac=` + guestMAC + ` --cmdline "console=ttyS0 panic=-1 quiet govmm.ip=` + guestIP + `/24 govmm.run=/mq.sh"
+echo "RESULT: vmm-exit $?"
+`
+	r := env.Run(t, harness.Scenario{Name: "ixgbe-mq", HostScript: host, GuestFiles: map[string]string{"/mq.sh": ixgbeMQGuest},
+		Timeout: 6 * time.Minute, Network: true})[0]
+	v := r.Values
+	assert.False(t, r.TimedOut)
+	assert.Equal(t, "2", v["channels"], "two vCPUs: two queue pairs")
+	assert.Positive(t, atoi(v["mq-rxq0"]), "RSS: frames on receive queue 0")
+	assert.Positive(t, atoi(v["mq-rxq1"]), "RSS: frames on receive queue 1")
+	assert.Equal(t, "ok", v["set-channels"], "ethtool -L eth0 combined 1")
+	assert.Equal(t, "1", v["sq-channels"])
+	assert.NotEmpty(t, v["mq-rx-mbps"])
+	assert.NotEmpty(t, v["sq-rx-mbps"])
+	assert.Equal(t, "5", v["after"], "the link works after the channel change")
+	assert.Equal(t, "0", v["vmm-exit"])
+	t.Logf("ixgbe RSS, 4 host→guest TCP streams: 2 queue pairs %s Mbit/s (rx queue 0: %s frames, queue 1: %s), 1 queue pair %s Mbit/s",
+		v["mq-rx-mbps"], v["mq-rxq0"], v["mq-rxq1"], v["sq-rx-mbps"])
+}

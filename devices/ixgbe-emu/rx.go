@@ -158,6 +158,6 @@ func (d *Device) rxPlace(q *rxQueue, frame []byte) error {
 	if hlen > 0 {
 		sph = 1
 	}
-	d.rxWriteBack(q, size, pktType, status, errs|hdrErr, uint32(hlen), sph, dt == descTypeLegacy)
+	d.rxWriteBack(q, size, pktType, status, errs|hdrErr, uint32(hlen), sph, d.rssOf(frame, &p), dt == descTypeLegacy)
 	return nil
 }

@@ -36,7 +36,15 @@ func (d *Device) rxSkip(q *rxQueue, descs [][]byte, size uint32, legacy bool) {
 // VLAN) last with one 64-bit store, so a driver that sees DD or a non-zero
 // length sees the whole descriptor (§7.1.6.2; Linux ixgbe_clean_rx_irq polls
 // wb.upper.length, then dma_rmb()).
-func (d *Device) rxWriteBack(q *rxQueue, size uint32, pktType, status, errs, hlen, sph uint32, legacy bool) {
+//
+// With RSS the first descriptor's packet info carries the RSS type (bits
+// 3:0) and, with RXCSUM.PCSD, its bits 63:32 the hash (§7.1.6.2). Called
+// with d.mu read-locked and q.mu held.
+func (d *Device) rxWriteBack(q *rxQueue, size uint32, pktType, status, errs, hlen, sph uint32, rss rssResult, legacy bool) {
+	var hashHi uint64
+	if d.store[regRXCSUM/4]&rxcsumPCSD != 0 {
+		hashHi = uint64(rss.hash) << 32
+	}
 	last := len(q.descs) - 1
 	for i, desc := range q.descs {
 		st := uint32(rxdStatDD)
@@ -67,11 +75,15 @@ func (d *Device) rxWriteBack(q *rxQueue, size uint32, pktType, status, errs, hle
 			store64(desc[8:], plen|lst<<32|ler<<40)
 			continue
 		}
-		dw0 := pktType << 4
+		dw0 := pktType<<4 | rss.typ
+		lo := uint64(0)
 		if i == 0 {
 			dw0 |= (hlen&0x3FF)<<21 | sph<<31
 		}
-		binary.LittleEndian.PutUint64(desc, uint64(dw0))
+		if rss.typ != 0 {
+			lo = hashHi
+		}
+		binary.LittleEndian.PutUint64(desc, uint64(dw0)|lo)
 		store64(desc[8:], uint64(st|er)|plen<<32)
 	}
 	q.rdh = (q.rdh + uint32(len(q.descs))) % size

@@ -214,7 +214,12 @@ func (d *Device) rxComplete(q *rxQueue, n int) error {
 	} else {
 		pktType, status, errs, _ = rxOffload(q.bufs, n)
 	}
-	d.rxWriteBack(q, size, pktType, status, errs, 0, 0, q.descType() == descTypeLegacy)
+	var rss rssResult
+	if d.rssEnabled() {
+		p := parseFrame(q.bufs[0], n)
+		rss = d.rssOf(q.bufs[0], &p)
+	}
+	d.rxWriteBack(q, size, pktType, status, errs, 0, 0, rss, q.descType() == descTypeLegacy)
 	d.rxCount(q.idx, n, bcast, mcast)
 	return nil
 }

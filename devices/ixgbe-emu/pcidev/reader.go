@@ -1,4 +1,5 @@
-// Receive: the goroutine that reads frames from the port into rx queue 0.
+// Receive: the goroutine that reads frames from the port into rx queue 0,
+// or, with RSS on, into the queue the model's hash picks.
 
 package pcidev
 
@@ -39,11 +40,18 @@ const (
 	rxWait                   // no free descriptors: leave frames queued
 	rxModel                  // read into scratch, model.Receive (copy or counted drop)
 	rxDiscard                // bus mastering off: read and drop
+	rxSteer                  // RSS on: read into scratch, the model picks the queue, model.Receive
 )
 
 func (d *Device) rxMode() rxMode {
 	if d.cs.Command()&pci.CommandBusMaster == 0 {
 		return rxDiscard
+	}
+	if d.nic.RSSEnabled() {
+		// The queue depends on the frame's hash, known only once it is
+		// read: no reading in place, and no waiting for one queue's room
+		// (a queue without descriptors drops, as on the real NIC).
+		return rxSteer
 	}
 	switch d.nic.RxState(rxQueue) {
 	case ixgbeemu.RxReady:
@@ -151,7 +159,11 @@ func (d *Device) receiveOne() bool {
 		return true
 	}
 	if n > 0 {
-		_ = d.nic.Receive(rxQueue, d.scratch[:n]) // counted by the model
+		q := rxQueue
+		if mode == rxSteer {
+			q, _ = d.nic.RxSteer(d.scratch[:n])
+		}
+		_ = d.nic.Receive(q, d.scratch[:n]) // counted by the model
 	}
 	return true
 }
