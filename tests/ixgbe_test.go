@@ -39,9 +39,13 @@ done
 echo "RESULT: iperf-tx-mbps $(iperf3 -c $H -t 10 -f m | awk '/receiver/{print $(NF-2)}')"
 sleep 1
 echo "RESULT: iperf-rx-mbps $(iperf3 -c $H -t 10 -f m -R | awk '/receiver/{print $(NF-2)}')"
-sleep 1
 # The driver's own counts (rx/tx_packets) next to the model's statistics
 # registers (GPRC/GPTC, read by ethtool -S through ixgbe_update_stats).
+# ethtool reads the registers, then sums the rings: frames still draining
+# from the tap after iperf3 (RSS reads them through a copy) land in
+# between. Wait until the link is quiet: the count holds for a second.
+a=-1; b=$(cat /sys/class/net/eth0/statistics/rx_packets); i=0
+while [ "$a" != "$b" ] && [ $i -lt 15 ]; do sleep 1; a=$b; b=$(cat /sys/class/net/eth0/statistics/rx_packets); i=$((i+1)); done
 ethtool -S eth0 | grep -E ' (rx|tx)_(packets|pkts_nic):' | sed 's/^ *//; s/: /-stat /; s/^/RESULT: /'
 # The driver's own offline self-test: register patterns, EEPROM checksum,
 # interrupts, MAC loopback (HLREG0.LPBK), link. It resets the adapter; the

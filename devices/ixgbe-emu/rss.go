@@ -144,9 +144,20 @@ func (d *Device) RxSteer(frame []byte) (queue int, rss bool) {
 	return q, true
 }
 
-// RSSEnabled reports whether the driver turned RSS on (MRQC).
-func (d *Device) RSSEnabled() bool {
+// RSSSpreads reports whether RSS can send a frame to a queue other than
+// 0: it is on (MRQC) and some redirection-table entry names another
+// queue. A driver with one queue pair turns RSS on with a table of zeros;
+// a port then keeps receiving in place into queue 0.
+func (d *Device) RSSSpreads() bool {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	return d.rssEnabled()
+	if !d.rssEnabled() {
+		return false
+	}
+	for i := uint32(0); i < retaEntries/4; i++ {
+		if d.store[regRETA/4+i]&0x0F0F0F0F != 0 {
+			return true
+		}
+	}
+	return false
 }

@@ -93,8 +93,10 @@ func TestRSSSteersAndReports(t *testing.T) {
 	assert.False(t, on)
 	assert.Zero(t, q)
 
+	r.setupRSS(1, mrqcTCPIPv4)
+	assert.False(t, r.d.RSSSpreads(), "one queue: RSS on, every entry 0")
 	r.setupRSS(queues, mrqcTCPIPv4|mrqcIPv4|mrqcTCPIPv6|mrqcIPv6)
-	require.True(t, r.d.RSSEnabled())
+	require.True(t, r.d.RSSSpreads())
 	next := make([]int, queues)
 	for _, v := range rssVectors {
 		f := flowFrame(v)

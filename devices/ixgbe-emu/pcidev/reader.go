@@ -47,7 +47,7 @@ func (d *Device) rxMode() rxMode {
 	if d.cs.Command()&pci.CommandBusMaster == 0 {
 		return rxDiscard
 	}
-	if d.nic.RSSEnabled() {
+	if d.nic.RSSSpreads() {
 		// The queue depends on the frame's hash, known only once it is
 		// read: no reading in place, and no waiting for one queue's room
 		// (a queue without descriptors drops, as on the real NIC).
