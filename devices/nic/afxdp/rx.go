@@ -35,11 +35,7 @@ func (m *Model) PostRx(bufs []nic.Buf) int {
 			m.Stats.RxCopyReasons[why].Add(1)
 			m.copyQ = append(m.copyQ, e)
 			if len(m.rxFree) > 0 {
-				c := m.rxFree[len(m.rxFree)-1]
-				m.rxFree = m.rxFree[:len(m.rxFree)-1]
-				fill := m.bounceFill(c)
-				m.held[fill] = entry{bounce: c}
-				m.fillAddr = append(m.fillAddr, fill)
+				m.fillAddr = append(m.fillAddr, m.lendBounce())
 			}
 		}
 		n++
@@ -60,6 +56,16 @@ func (m *Model) decide(b nic.Buf) (uint64, zerocopy.XDPReason) {
 		return 0, zerocopy.XDPPastUMEM
 	}
 	return zerocopy.DecideXDP(m.rules, m.layout, off, len(b.Segs[0]), len(b.Segs))
+}
+
+// lendBounce takes a free rx bounce chunk (there must be one), records it
+// as held and returns its fill address; m.mu is held.
+func (m *Model) lendBounce() uint64 {
+	c := m.rxFree[len(m.rxFree)-1]
+	m.rxFree = m.rxFree[:len(m.rxFree)-1]
+	fill := m.bounceFill(c)
+	m.held[fill] = entry{bounce: c}
+	return fill
 }
 
 // bounceFill is the fill address of rx bounce chunk c (in the scratch
@@ -213,11 +219,7 @@ func (m *Model) refillBounce() {
 	inRing := bounceChunks - len(m.rxFree)
 	m.fillAddr = m.fillAddr[:0]
 	for inRing < len(m.copyQ) && len(m.rxFree) > 0 && len(m.fillAddr) < m.sock.FillFree() {
-		c := m.rxFree[len(m.rxFree)-1]
-		m.rxFree = m.rxFree[:len(m.rxFree)-1]
-		fill := m.bounceFill(c)
-		m.held[fill] = entry{bounce: c}
-		m.fillAddr = append(m.fillAddr, fill)
+		m.fillAddr = append(m.fillAddr, m.lendBounce())
 		inRing++
 	}
 	if len(m.fillAddr) > 0 {
