@@ -404,6 +404,13 @@ func program(ns netns, ifindex int) (*xsk.Program, error) {
 		programs.m = map[[2]uint64]*xsk.Program{}
 	}
 	programs.m[k] = p
+	// The key's inode names the namespace only while it lives: a later
+	// namespace may get the same inode, with an interface of the same
+	// index that has no program. Holding a reference keeps this one alive
+	// for as long as its entry (govmm has one namespace; tests make many).
+	if fd, err := unix.Dup(ns.fd); err == nil {
+		unix.CloseOnExec(fd)
+	}
 	return p, nil
 }
 
