@@ -35,6 +35,10 @@ func TestExperiment(t *testing.T) {
 		}
 		rounds = n
 	}
+	trace := ""
+	if os.Getenv("GOVMM_EXPERIMENT_TRACE") == "1" {
+		trace = "TRACEWIN=1\n" // see exitTraceScript
+	}
 	env := harness.Setup(t)
 	files := map[string]string{"/profile.sh": profileGuest}
 	cmdline := `"console=ttyS0 panic=-1 quiet govmm.ip=` + guestIP + `/24 govmm.run=/profile.sh"`
@@ -55,10 +59,10 @@ func TestExperiment(t *testing.T) {
 		}
 		vmm := env + `"$GOVMM" run --no-reboot --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M ` +
 			`--net tap=tap0,mac=` + guestMAC + net + ` ` + args + ` --cmdline ` + cmdline
-		variants = append(variants, harness.Scenario{Name: name, HostScript: profileHost(vmm)})
+		variants = append(variants, harness.Scenario{Name: name, HostScript: trace + profileHost(vmm)})
 	}
 	if env.Mode == harness.Nested {
-		variants = append(variants, harness.Scenario{Name: "qemu-vhost-off", HostScript: profileHost(qemuCmd(cmdline, ",vhost=off", "virtio-net-pci")), Reference: true})
+		variants = append(variants, harness.Scenario{Name: "qemu-vhost-off", HostScript: trace + profileHost(qemuCmd(cmdline, ",vhost=off", "virtio-net-pci")), Reference: true})
 	}
 	// Rounds interleave the variants (a, b, q, a, b, q, ...), so a drift
 	// of the test host over the boot touches each of them alike.
@@ -74,6 +78,11 @@ func TestExperiment(t *testing.T) {
 	var tb strings.Builder
 	fmt.Fprintf(&tb, "%-16s %-4s %8s  per second: %s\n", "variant", "dir", "Mbit/s", strings.Join(kvmStats, " "))
 	for _, r := range env.Run(t, sc...) {
+		for _, line := range strings.Split(r.Output, "\n") {
+			if _, rest, ok := strings.Cut(line, "XTRACE "); ok {
+				fmt.Fprintf(&tb, "%-16s %s\n", r.Name, strings.TrimSpace(rest))
+			}
+		}
 		for _, dir := range []string{"rx", "tx"} {
 			row, ok := experimentRow(r, dir)
 			if !ok {

@@ -49,15 +49,17 @@ sysnap() { awk '$1=="LOC:"||$1=="RES:"||$1=="CAL:"{s=0; for(i=2;i<=NF&&$i~/^[0-9
 ( ` + vmm + `; echo $? >"$WORK/rc" ) &
 i=0; while ! ping -c1 -W1 ` + guestIP + ` >/dev/null 2>&1 && [ $i -lt 60 ]; do i=$((i+1)); done
 sleep 1
+` + exitTraceScript + `
 # The guest starts its second server only after the first run ended.
-run() { for try in 1 2 3 4 5 6 7 8 9 10; do out=$(iperf3 -c ` + guestIP + ` -t 8 -f m "$@" 2>&1) && break; sleep 0.5; done
-	echo "$out" | awk '/receiver/{print $(NF-2)}'; }
+run() { d=$1; shift; [ "$TRACEWIN" = 1 ] && (sleep 3; tracewin $d >"$WORK/xtrace-$d" 2>&1) &
+	for try in 1 2 3 4 5 6 7 8 9 10; do out=$(iperf3 -c ` + guestIP + ` -t 8 -f m "$@" 2>&1) && break; sleep 0.5; done
+	wait; echo "$out" | awk '/receiver/{print $(NF-2)}'; }
 # govmm's state dump (SIGUSR1) after each run counts the interrupts it sent per queue.
 s0=$(snap); y0=$(sysnap)
-echo "RESULT: tcp-rx $(run)"
+echo "RESULT: tcp-rx $(run rx)"
 s1=$(snap); y1=$(sysnap)
 killall -USR1 govmm 2>/dev/null; sleep 0.5
-echo "RESULT: tcp-tx $(run -R)"
+echo "RESULT: tcp-tx $(run tx -R)"
 s2=$(snap); y2=$(sysnap)
 killall -USR1 govmm 2>/dev/null; sleep 0.5
 echo "RESULT: kvm-rx $s0 / $s1"
@@ -65,6 +67,7 @@ echo "RESULT: kvm-tx $s1 / $s2"
 echo "RESULT: sys-rx $y0 / $y1"
 echo "RESULT: sys-tx $y1 / $y2"
 i=0; while [ ! -f "$WORK/rc" ] && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done
+cat "$WORK"/xtrace-* 2>/dev/null
 echo "RESULT: vmm-exit $(cat "$WORK/rc" 2>/dev/null)"
 if [ -f "$WORK/cpu.pprof" ]; then echo PPROF-BEGIN; base64 "$WORK/cpu.pprof"; echo PPROF-END; fi
 `

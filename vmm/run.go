@@ -2,12 +2,11 @@ package vmm
 
 import (
 	"fmt"
-	"os"
-	"runtime"
 	"sync"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/govmm/govmm/internal/osthread"
 	"github.com/govmm/govmm/vmm/kvm"
 )
 
@@ -73,10 +72,9 @@ func (m *VM) vcpuLoop(c *kvm.VCPU, p *vcpuProbe) {
 	// KVM requires every ioctl on a vCPU to come from the thread that runs
 	// it. The thread is never unlocked: it exits with this goroutine, and
 	// its CPU pinning and name go with it instead of back to Go's pool.
-	runtime.LockOSThread()
 	// "vcpu0" in top -H, ps -L and /proc/PID/task/*/comm, as QEMU names
 	// its "CPU 0/KVM" threads: a host can tell guest time from device time.
-	_ = os.WriteFile("/proc/thread-self/comm", []byte(fmt.Sprintf("vcpu%d", c.ID)), 0)
+	defer osthread.Own(fmt.Sprintf("vcpu%d", c.ID))()
 	if err := m.cfg.Placement.pinVCPU(c.ID); err != nil {
 		m.log.Warn("vCPU not pinned", "err", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/govmm/govmm/devices/nic"
+	"github.com/govmm/govmm/internal/osthread"
 )
 
 // Receive path. One goroutine per model: pick where the next frame goes,
@@ -22,6 +23,7 @@ const (
 
 func (m *Model) reader(stop, done chan struct{}) {
 	defer close(done)
+	defer osthread.Own("zc-rx")()
 	for m.rxBatch(stop, true, nic.RxBudget) {
 	}
 }

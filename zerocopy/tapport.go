@@ -9,6 +9,7 @@ import (
 
 	"github.com/govmm/govmm/devices/nic"
 	"github.com/govmm/govmm/devices/nic/tap"
+	"github.com/govmm/govmm/internal/osthread"
 )
 
 // TapPort is a Port on a Linux tap with IFF_VNET_HDR: ReadFrame is one
@@ -22,6 +23,8 @@ type TapPort struct {
 	intrFD  int // eventfd: Interrupt
 	created bool
 	iov     [][]byte
+	rxv     osthread.IOV // the reader's
+	txv     osthread.IOV // the transmitter's
 	fds     [2]unix.PollFd
 }
 
@@ -71,7 +74,7 @@ func (p *TapPort) SetOffload(cfg nic.Config) error {
 func (p *TapPort) ReadFrame(hdr []byte, bufs [][]byte, wait bool) (int, error) {
 	p.iov = append(append(p.iov[:0], hdr), bufs...)
 	for {
-		n, err := unix.Readv(p.fd, p.iov)
+		n, err := p.rxv.Readv(p.fd, p.iov)
 		switch {
 		case err == nil && n < len(hdr):
 			continue // cannot happen with IFF_VNET_HDR; skip it
@@ -83,12 +86,11 @@ func (p *TapPort) ReadFrame(hdr []byte, bufs [][]byte, wait bool) (int, error) {
 			return 0, ErrWouldBlock
 		}
 		p.fds[0].Revents, p.fds[1].Revents = 0, 0
-		if _, err := unix.Poll(p.fds[:], -1); err != nil && !errors.Is(err, unix.EINTR) {
+		if _, err := osthread.Wait(p.fds[:], -1); err != nil && !errors.Is(err, unix.EINTR) {
 			return 0, fmt.Errorf("zerocopy: tap poll: %w", err)
 		}
 		if p.fds[1].Revents != 0 {
-			var b [8]byte
-			_, _ = unix.Read(p.intrFD, b[:])
+			osthread.Drain(p.intrFD)
 			return 0, ErrInterrupted
 		}
 	}
@@ -96,7 +98,7 @@ func (p *TapPort) ReadFrame(hdr []byte, bufs [][]byte, wait bool) (int, error) {
 
 // Writev implements Port. A frame the kernel refuses is dropped, as on a wire.
 func (p *TapPort) Writev(segs [][]byte) error {
-	if _, err := unix.Writev(p.fd, segs); err != nil && !errors.Is(err, unix.EAGAIN) {
+	if _, err := p.txv.Writev(p.fd, segs); err != nil && !errors.Is(err, unix.EAGAIN) {
 		return fmt.Errorf("zerocopy: tap write: %w", err)
 	}
 	return nil
@@ -104,7 +106,7 @@ func (p *TapPort) Writev(segs [][]byte) error {
 
 // Interrupt implements Port.
 func (p *TapPort) Interrupt() {
-	_, _ = unix.Write(p.intrFD, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	_ = osthread.Signal(p.intrFD)
 }
 
 // Close closes the tap (a non-persistent tap disappears).

@@ -3,7 +3,6 @@ package virtionet
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/govmm/govmm/devices/ratelimit"
 	"github.com/govmm/govmm/devices/virtio/pcitransport"
 	"github.com/govmm/govmm/devices/virtio/queue"
+	"github.com/govmm/govmm/internal/osthread"
 	"github.com/govmm/govmm/vmm/guestmem"
 )
 
@@ -156,8 +156,8 @@ func newActive(n *Net, mem *guestmem.Memory, rx, tx *pcitransport.ActiveQueue, c
 
 func (st *activeState) startWorkers() {
 	st.wg.Add(2)
-	go st.worker(st.rx.Doorbell, st.rxWake, st.postRx)
-	go st.worker(st.tx.Doorbell, st.txWake, st.txRound)
+	go st.worker("vnet-rx", st.rx.Doorbell, st.rxWake, st.postRx)
+	go st.worker("vnet-tx", st.tx.Doorbell, st.txWake, st.txRound)
 }
 
 // stop ends the activation. A model that breaks the nic.Model contract may
@@ -184,9 +184,7 @@ func (st *activeState) stopWorkers() {
 	unix.Close(st.rxWake)
 }
 
-var one = []byte{1, 0, 0, 0, 0, 0, 0, 0}
-
-func signalFD(fd int) { _, _ = unix.Write(fd, one) }
+func signalFD(fd int) { _ = osthread.Signal(fd) }
 
 // worker runs fn once at start (buffers may already be waiting) and then
 // on every doorbell, or wake-up from the device itself (a transmit
@@ -195,10 +193,12 @@ func signalFD(fd int) { _, _ = unix.Write(fd, one) }
 // long even without a doorbell (kicks are off, or a rate limit is in
 // debt); it also says whether it found work, so that a doorbell storm
 // (kicks with nothing new) costs a bounded share of a CPU (doorbellGuard).
-func (st *activeState) worker(doorbell, wake int, fn func() (time.Duration, bool)) {
+func (st *activeState) worker(name string, doorbell, wake int, fn func() (time.Duration, bool)) {
 	defer st.wg.Done()
+	// The worker lives in its wait: a thread of its own that blocks
+	// without waking the Go runtime's monitor each round (osthread).
+	defer osthread.Own(name)()
 	if st.n.cfg.WorkerThread != nil {
-		runtime.LockOSThread() // the thread exits with the goroutine: its placement goes too
 		st.n.cfg.WorkerThread()
 	}
 	fds := []unix.PollFd{
@@ -206,47 +206,58 @@ func (st *activeState) worker(doorbell, wake int, fn func() (time.Duration, bool
 		{Fd: int32(st.stopFD), Events: unix.POLLIN},
 		{Fd: int32(wake), Events: unix.POLLIN},
 	}
-	var drain [8]byte
 	var guard doorbellGuard
 	again, _ := fn()
+	var due time.Time // when fn wants to run again without an event (zero: never)
+	if again > 0 {
+		due = time.Now().Add(again)
+	}
 	for {
 		// While the guard holds the doorbell shut, kicks pile up in its
 		// eventfd counter and are taken together when it opens.
-		wait, shut := guard.shut(time.Now())
+		now := time.Now()
+		wait, shut := guard.shut(now)
 		fds[0].Events = unix.POLLIN
+		timeout := time.Duration(-1)
+		if !due.IsZero() {
+			timeout = max(0, due.Sub(now))
+		}
 		if shut {
 			fds[0].Events = 0
-			if again <= 0 || wait < again {
-				again = wait
+			if timeout < 0 || wait < timeout {
+				timeout = wait
 			}
-		}
-		var timeout *unix.Timespec
-		if again > 0 {
-			ts := unix.NsecToTimespec(int64(again))
-			timeout = &ts
 		}
 		for i := range fds {
 			fds[i].Revents = 0
 		}
-		if _, err := unix.Ppoll(fds, timeout, nil); err != nil {
+		n, err := osthread.Wait(fds, timeout)
+		if err != nil {
 			if errors.Is(err, unix.EINTR) {
 				continue
 			}
 			st.n.log.Error("virtio-net: poll", "err", err)
 			return
 		}
+		if n == 0 && (due.IsZero() || time.Now().Before(due)) && !shut {
+			continue // the wait's own bound, not fn's time
+		}
 		if fds[1].Revents != 0 {
 			return
 		}
 		if fds[0].Revents != 0 {
-			_, _ = unix.Read(doorbell, drain[:])
+			osthread.Drain(doorbell)
 		}
 		if fds[2].Revents != 0 {
-			_, _ = unix.Read(wake, drain[:])
+			osthread.Drain(wake)
 		}
 		kicked := fds[0].Revents != 0
 		var worked bool
 		again, worked = fn()
+		due = time.Time{}
+		if again > 0 {
+			due = time.Now().Add(again)
+		}
 		if kicked && !worked {
 			st.n.Stats.SpuriousKicks.Add(1)
 			if guard.spurious(time.Now()) {

@@ -215,7 +215,7 @@ func newRigQueues(t *testing.T, mergeable bool, features uint64, eventIdx bool, 
 	return r
 }
 
-func kick(fd int) { _, _ = unix.Write(fd, one) }
+func kick(fd int) { signalFD(fd) }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/govmm/govmm/internal/osthread"
 	"github.com/govmm/govmm/vmm/kvm"
 	"github.com/govmm/govmm/vmm/layout"
 )
@@ -119,12 +120,10 @@ func (v *MSIVector) Update(addr uint64, data uint32, enabled bool) error {
 	return v.r.commit()
 }
 
-var one = []byte{1, 0, 0, 0, 0, 0, 0, 0}
-
 // Trigger raises the interrupt. It is a single write(2) on the eventfd,
 // safe from any goroutine.
 func (v *MSIVector) Trigger() error {
-	if _, err := unix.Write(v.efd, one); err != nil && !errors.Is(err, unix.EAGAIN) {
+	if err := osthread.Signal(v.efd); err != nil {
 		return fmt.Errorf("irq: signal gsi %d: %w", v.gsi, err)
 	}
 	return nil

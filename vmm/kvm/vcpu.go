@@ -2,12 +2,13 @@ package kvm
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"os"
 
 	gokvm "github.com/bobuhiro11/gokvm/kvm"
 	"golang.org/x/sys/unix"
+
+	"github.com/govmm/govmm/internal/osthread"
 )
 
 // Exit reasons (include/uapi/linux/kvm.h KVM_EXIT_*).
@@ -71,16 +72,31 @@ func (c *VCPU) FD() uintptr { return c.f.Fd() }
 // Run enters the guest until the next exit. It returns (true, nil) when
 // KVM_RUN was interrupted by a signal or by immediate_exit: no exit to
 // handle, the caller should check why it was kicked.
+//
+// KVM_RUN is a raw system call, outside the Go runtime's syscall hooks:
+// with them, a thread that lives in KVM_RUN made the runtime's monitor
+// thread wake twice per exit to userspace (see package
+// internal/osthread, which the caller's thread must come from). The
+// runtime's preemption signal ends a KVM_RUN like any signal: an
+// interrupted run.
 func (c *VCPU) Run() (interrupted bool, err error) {
-	_, err = gokvm.Ioctl(c.FD(), gokvm.IIO(0x80), 0)
-	if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
+	var e unix.Errno
+	if osthread.Hooked {
+		_, _, e = unix.Syscall(unix.SYS_IOCTL, c.FD(), kvmRun, 0)
+	} else {
+		_, _, e = unix.RawSyscall(unix.SYS_IOCTL, c.FD(), kvmRun, 0)
+	}
+	switch e {
+	case 0:
+		return false, nil
+	case unix.EINTR, unix.EAGAIN:
 		return true, nil
 	}
-	if err != nil {
-		return false, fmt.Errorf("KVM_RUN vCPU %d: %w", c.ID, err)
-	}
-	return false, nil
+	return false, fmt.Errorf("KVM_RUN vCPU %d: %w", c.ID, e)
 }
+
+// kvmRun is KVM_RUN, _IO(KVMIO, 0x80).
+const kvmRun = 0xAE80
 
 // SetImmediateExit makes the next (or current, once kicked) KVM_RUN return
 // at once with EINTR; used to stop vCPUs.

@@ -2,11 +2,13 @@ package afxdp
 
 import (
 	"errors"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/govmm/govmm/devices/nic"
 	"github.com/govmm/govmm/devices/nic/afxdp/xsk"
+	"github.com/govmm/govmm/internal/osthread"
 	"github.com/govmm/govmm/zerocopy"
 )
 
@@ -80,6 +82,7 @@ func (m *Model) dataOff(fill uint64) uint64 {
 // rxLoop waits for frames (and transmit completions) until stopped.
 func (m *Model) rxLoop(sock *xsk.Socket, stop int) {
 	defer m.wg.Done()
+	defer osthread.Own("xdp-rx")()
 	fds := []unix.PollFd{{Fd: int32(sock.FD()), Events: unix.POLLIN}, {Fd: int32(stop), Events: unix.POLLIN}}
 	for {
 		m.mu.Lock()
@@ -92,14 +95,14 @@ func (m *Model) rxLoop(sock *xsk.Socket, stop int) {
 		}
 		// Completions of a zero-copy transmit arrive later, with no event
 		// of their own: while any are due, look every millisecond.
-		timeout := -1
+		timeout := time.Duration(-1)
 		m.txMu.Lock()
 		if len(m.inflight) > 0 {
-			timeout = 1
+			timeout = time.Millisecond
 		}
 		m.txMu.Unlock()
 		fds[0].Revents, fds[1].Revents = 0, 0
-		if _, err := unix.Poll(fds, timeout); err != nil && !errors.Is(err, unix.EINTR) {
+		if _, err := osthread.Wait(fds, timeout); err != nil && !errors.Is(err, unix.EINTR) {
 			m.log.Error("afxdp: poll", "err", err)
 			return
 		}

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/govmm/govmm/devices/nic"
+	"github.com/govmm/govmm/internal/osthread"
 )
 
 // maxFrame bounds what one tap read can return: a 64 KiB GSO frame plus
@@ -42,10 +43,12 @@ type Tap struct {
 	started  bool
 	stopping atomic.Bool // Stop is waiting for the reader
 
-	iov   [][]byte    // reader-only scratch
-	used  []nic.Used  // reader-only scratch
-	rx    nic.RxBatch // frames read since the last report (reader only)
-	txIDs []uint16    // Transmit scratch (Transmit is never called concurrently)
+	iov   [][]byte     // reader-only scratch
+	rxv   osthread.IOV // reader-only
+	txv   osthread.IOV // Transmit's
+	used  []nic.Used   // reader-only scratch
+	rx    nic.RxBatch  // frames read since the last report (reader only)
+	txIDs []uint16     // Transmit scratch (Transmit is never called concurrently)
 }
 
 // OpenFD opens tap interface name, creating it if it does not exist (a
@@ -185,7 +188,7 @@ func (t *Tap) PostRx(bufs []nic.Buf) int {
 func (t *Tap) Transmit(frames []nic.Buf) {
 	ids := t.txIDs[:0]
 	for _, f := range frames {
-		if _, err := unix.Writev(t.fd, f.Segs); err != nil && !errors.Is(err, unix.EAGAIN) {
+		if _, err := t.txv.Writev(t.fd, f.Segs); err != nil && !errors.Is(err, unix.EAGAIN) {
 			slog.Debug("tap: write dropped", "tap", t.name, "err", err)
 		}
 		ids = append(ids, f.ID)
@@ -257,6 +260,7 @@ func (t *Tap) consume(n int) {
 
 func (t *Tap) reader() {
 	defer close(t.done)
+	defer osthread.Own("tap-rx")()
 	// Frames read but not yet reported go to the sink before Stop returns:
 	// their buffers left t.bufs, so Stop would not return them either.
 	defer t.flush()
@@ -299,7 +303,7 @@ func (t *Tap) reader() {
 		} else {
 			t.sink.RxStarved()
 		}
-		if _, err := unix.Poll(fds, -1); err != nil {
+		if _, err := osthread.Wait(fds, -1); err != nil {
 			if errors.Is(err, unix.EINTR) {
 				continue
 			}
@@ -327,7 +331,7 @@ func (t *Tap) readFrame(bufs []nic.Buf) error {
 	for i := range bufs {
 		t.iov = append(t.iov, bufs[i].Segs...)
 	}
-	n, err := unix.Readv(t.fd, t.iov)
+	n, err := t.rxv.Readv(t.fd, t.iov)
 	if err != nil || n == 0 {
 		return err
 	}
