@@ -44,9 +44,10 @@ profile:
 
 ## experiment: A/B govmm options against QEMU vhost=off in one test-host boot, e.g.
 ## make experiment EXPERIMENT='poll0=--net-opts tx-poll=0;pin=--cpu-pin auto' ROUNDS=3
+## TRACE=1: trace 2 s of each run in the test host and say what caused each external-interrupt exit
 experiment:
 	scripts/install-deps
-	GOVMM_EXPERIMENT='$(EXPERIMENT)' GOVMM_EXPERIMENT_ROUNDS='$(or $(ROUNDS),1)' $(GO) test -count=1 -timeout 60m -run TestExperiment -v ./tests/
+	GOVMM_EXPERIMENT='$(EXPERIMENT)' GOVMM_EXPERIMENT_ROUNDS='$(or $(ROUNDS),1)' GOVMM_EXPERIMENT_TRACE='$(TRACE)' $(GO) test -count=1 -timeout 60m -run TestExperiment -v ./tests/
 
 ## stability: boot the nested test host BOOTS times (default 20) with a short govmm and QEMU network run each,
 ## no retries, and print the failure rates; QEMU=PATH picks the test host's own QEMU (QEMU=system: 7.2),
