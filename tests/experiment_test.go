@@ -78,6 +78,9 @@ func TestExperiment(t *testing.T) {
 	var tb strings.Builder
 	fmt.Fprintf(&tb, "%-16s %-4s %8s  per second: %s\n", "variant", "dir", "Mbit/s", strings.Join(kvmStats, " "))
 	for _, r := range env.Run(t, sc...) {
+		if v := r.Values["idle"]; v != "" {
+			fmt.Fprintf(&tb, "%-16s idle %s\n", r.Name, v)
+		}
 		for _, line := range strings.Split(r.Output, "\n") {
 			if _, rest, ok := strings.Cut(line, "XTRACE "); ok {
 				fmt.Fprintf(&tb, "%-16s %s\n", r.Name, strings.TrimSpace(rest))

@@ -49,6 +49,11 @@ sysnap() { awk '$1=="LOC:"||$1=="RES:"||$1=="CAL:"{s=0; for(i=2;i<=NF&&$i~/^[0-9
 ( ` + vmm + `; echo $? >"$WORK/rc" ) &
 i=0; while ! ping -c1 -W1 ` + guestIP + ` >/dev/null 2>&1 && [ $i -lt 60 ]; do i=$((i+1)); done
 sleep 1
+# What the VMM costs while the guest idles (its iperf3 server waiting): its
+# threads' context switches (wake-ups) and the guest's exits, per second of 5.
+wakes() { cat /proc/$(pidof govmm qemu-system-x86_64 | cut -d' ' -f1)/task/*/status 2>/dev/null | awk '/ctxt_switches/{s+=$2} END{print s+0}'; }
+w0=$(wakes); e0=$(cat $K/exits 2>/dev/null || echo 0); sleep 5; w1=$(wakes); e1=$(cat $K/exits 2>/dev/null || echo 0)
+echo "RESULT: idle wakeups/s $(( (w1 - w0) / 5 )) exits/s $(( (e1 - e0) / 5 ))"
 ` + exitTraceScript + `
 # The guest starts its second server only after the first run ended.
 run() { d=$1; shift; [ "$TRACEWIN" = 1 ] && (sleep 3; tracewin $d >"$WORK/xtrace-$d" 2>&1) &

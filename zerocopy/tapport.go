@@ -26,6 +26,7 @@ type TapPort struct {
 	rxv     osthread.IOV // the reader's
 	txv     osthread.IOV // the transmitter's
 	fds     [2]unix.PollFd
+	waiter  osthread.Waiter // the reader's
 }
 
 // OpenTap attaches to (or creates) tap interface name.
@@ -86,7 +87,7 @@ func (p *TapPort) ReadFrame(hdr []byte, bufs [][]byte, wait bool) (int, error) {
 			return 0, ErrWouldBlock
 		}
 		p.fds[0].Revents, p.fds[1].Revents = 0, 0
-		if _, err := osthread.Wait(p.fds[:], -1); err != nil && !errors.Is(err, unix.EINTR) {
+		if _, err := p.waiter.Wait(p.fds[:], -1); err != nil && !errors.Is(err, unix.EINTR) {
 			return 0, fmt.Errorf("zerocopy: tap poll: %w", err)
 		}
 		if p.fds[1].Revents != 0 {

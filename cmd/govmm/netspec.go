@@ -13,7 +13,7 @@ import (
 )
 
 // parseNetSpec parses (tap=NAME | xdp=IFNAME[,queue=N][,mode=auto|zerocopy|copy])[,mac=MAC][,mtu=N][,mrg-rxbuf=on|off][,path=zerocopy|copy][,pin-limit=SIZE]
-// [,tx-poll=DURATION][,rx-coalesce=DURATION][,model=virtio|ixgbe]
+// [,tx-poll=DURATION][,tx-linger=DURATION][,rx-coalesce=DURATION][,model=virtio|ixgbe]
 // [,rx-bytes=RATE][,tx-bytes=RATE][,rx-ops=RATE][,tx-ops=RATE][,rx-burst=N][,tx-burst=N].
 func parseNetSpec(spec string) (machine.NetConfig, error) {
 	c := machine.NetConfig{Mergeable: true, Path: "zerocopy", Moderation: virtionet.DefaultModeration}
@@ -59,6 +59,15 @@ func parseNetSpec(spec string) (machine.NetConfig, error) {
 				return c, fmt.Errorf("--net %q: pin-limit %q must be a size of at least 64K", spec, v)
 			}
 			c.PinLimit = n
+		case "tx-linger":
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 || d > virtionet.MaxModeration {
+				return c, fmt.Errorf("--net %q: %s %q must be a duration from 0 to %v (e.g. 50us)", spec, k, v, virtionet.MaxModeration)
+			}
+			c.Moderation.TxLinger = d
+			if d == 0 {
+				c.Moderation.TxLinger = virtionet.NoTxLinger
+			}
 		case "tx-poll", "rx-coalesce":
 			d, err := time.ParseDuration(v)
 			if err != nil || d < 0 || d > virtionet.MaxModeration {

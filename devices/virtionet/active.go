@@ -134,7 +134,7 @@ type activeState struct {
 func newActive(n *Net, mem *guestmem.Memory, rx, tx *pcitransport.ActiveQueue, cfg nic.Config) (*activeState, error) {
 	qs := int(rx.Queue.Size())
 	st := &activeState{n: n, mem: mem, rx: *rx, tx: *tx, cfg: cfg, lent: make([][][]byte, qs), lentGPA: make([][]uint64, qs), held: make([]uint16, qs),
-		rxLow: min(rxLowWater, qs/2), rxCo: coalescer{gap: n.cfg.Moderation.RxCoalesce}, txPoll: newTxPoller(n.cfg.Moderation.TxPoll)}
+		rxLow: min(rxLowWater, qs/2), rxCo: coalescer{gap: n.cfg.Moderation.RxCoalesce}, txPoll: newTxPoller(n.cfg.Moderation.TxPoll, n.cfg.Moderation.linger())}
 	st.rxLimit, st.txLimit = n.cfg.RxLimit, n.cfg.TxLimit
 	rx.Queue.SetMaxChainDescs(maxChainDescs)
 	tx.Queue.SetMaxChainDescs(maxChainDescs)
@@ -207,6 +207,7 @@ func (st *activeState) worker(name string, doorbell, wake int, fn func() (time.D
 		{Fd: int32(wake), Events: unix.POLLIN},
 	}
 	var guard doorbellGuard
+	var w osthread.Waiter
 	again, _ := fn()
 	var due time.Time // when fn wants to run again without an event (zero: never)
 	if again > 0 {
@@ -231,7 +232,7 @@ func (st *activeState) worker(name string, doorbell, wake int, fn func() (time.D
 		for i := range fds {
 			fds[i].Revents = 0
 		}
-		n, err := osthread.Wait(fds, timeout)
+		n, err := w.Wait(fds, timeout)
 		if err != nil {
 			if errors.Is(err, unix.EINTR) {
 				continue

@@ -24,6 +24,25 @@ type Moderation struct {
 	// driver has reaped them by then. Zero: an interrupt per published
 	// batch the driver asks for.
 	RxCoalesce time.Duration
+	// TxLinger is how long the transmit worker waits, kicks off, after
+	// draining the ring before it looks again and sends the completion
+	// interrupt it deferred (txLinger when zero; NoTxLinger: no wait, the
+	// interrupt goes out with the completions, as QEMU's transmit does).
+	TxLinger time.Duration
+}
+
+// NoTxLinger turns the transmit linger off (Moderation.TxLinger).
+const NoTxLinger = time.Duration(-1)
+
+// linger is the effective TxLinger.
+func (m Moderation) linger() time.Duration {
+	switch {
+	case m.TxLinger == 0:
+		return txLinger
+	case m.TxLinger < 0:
+		return 0
+	}
+	return m.TxLinger
 }
 
 // DefaultModeration is what govmm run uses unless told otherwise: one
@@ -103,6 +122,7 @@ func (c *coalescer) stop() {
 // found halves it, so an idle guest is soon back to kicks alone.
 type txPoller struct {
 	max      time.Duration
+	linger   time.Duration // the first look's interval (0: none)
 	window   time.Duration // 0 or minWindow..max
 	lastSeen time.Time     // when a look last found frames
 	step     time.Duration // the next look's interval
@@ -115,8 +135,8 @@ const txLookMax = 250 * time.Microsecond
 // txMinWindow is the smallest window (a few looks).
 const txMinWindow = 4 * txLinger
 
-func newTxPoller(max time.Duration) txPoller {
-	return txPoller{max: max, window: min(max, txMinWindow), step: txLinger}
+func newTxPoller(max, linger time.Duration) txPoller {
+	return txPoller{max: max, linger: linger, window: min(max, txMinWindow), step: linger}
 }
 
 // sent records a look that found frames and returns when to look again.
@@ -126,8 +146,11 @@ func (p *txPoller) sent(now time.Time) time.Duration {
 			p.window = min(p.max, max(p.window, 2*gap))
 		}
 	}
-	p.lastSeen, p.step = now, txLinger
-	return p.step
+	p.lastSeen, p.step = now, p.linger
+	if p.max <= 0 {
+		return p.linger
+	}
+	return max(p.step, txLinger)
 }
 
 // idle records a look that found nothing. It returns when to look again,
@@ -138,9 +161,9 @@ func (p *txPoller) idle(now time.Time) time.Duration {
 		if p.max > 0 {
 			p.window = max(p.window/2, min(p.max, txMinWindow))
 		}
-		p.step = txLinger
+		p.step = p.linger
 		return 0
 	}
-	p.step = min(2*p.step, txLookMax, max(left, txLinger))
+	p.step = min(max(2*p.step, txLinger), txLookMax, max(left, txLinger))
 	return p.step
 }

@@ -16,7 +16,7 @@ import (
 // more than txLookMax; an idle guest costs a few looks and then kicks are
 // back on.
 func TestTxPollerFollowsGaps(t *testing.T) {
-	p := newTxPoller(2 * time.Millisecond)
+	p := newTxPoller(2*time.Millisecond, txLinger)
 	t0 := time.Unix(1000, 0)
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
 	poll := func(from time.Duration, until time.Duration) (time.Duration, int) {
@@ -47,7 +47,7 @@ func TestTxPollerFollowsGaps(t *testing.T) {
 	require.LessOrEqual(t, looks, 12, "looks before kicks come back on")
 	require.Equal(t, time.Millisecond, p.window, "an empty window halves it")
 
-	off := newTxPoller(0)
+	off := newTxPoller(0, txLinger)
 	off.sent(at(0))
 	require.Zero(t, off.idle(at(txLinger)), "TxPoll 0: one look, then kicks")
 }
@@ -163,4 +163,29 @@ func TestModerationDefaults(t *testing.T) {
 	n, err := New(Config{MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, Model: &fakeModel{caps: nic.Capabilities{}}, Moderation: DefaultModeration})
 	require.NoError(t, err)
 	require.LessOrEqual(t, n.cfg.Moderation.TxPoll, MaxModeration)
+}
+
+// With NoTxLinger the worker neither waits nor defers: a round sends the
+// frames, publishes their completions with their interrupt, and turns
+// kicks back on, as QEMU's transmit does.
+func TestTransmitWithoutLinger(t *testing.T) {
+	r := newRigWith(t, true, 0, true, Moderation{TxLinger: NoTxLinger})
+	st := r.active()
+	signalFD(st.stopFD) // the test plays the tx worker
+	st.wg.Wait()
+	send := func() bool {
+		_, err := r.txD.AddChain([][]byte{make([]byte, hdrLen), []byte("frame")}, nil)
+		require.NoError(t, err)
+		need, err := r.txD.NeedsKick()
+		require.NoError(t, err)
+		return need
+	}
+	require.True(t, send())
+	require.Zero(t, st.processTx(), "no look to come back for")
+	require.Equal(t, int32(1), r.txIRQ.n.Load(), "the completion interrupt went out with it")
+	require.True(t, send(), "kicks are back on")
+	require.Zero(t, st.processTx())
+	idx, err := r.txD.UsedIdx()
+	require.NoError(t, err)
+	require.Equal(t, uint16(2), idx)
 }

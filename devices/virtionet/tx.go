@@ -109,13 +109,19 @@ func (st *activeState) processTx() time.Duration {
 		}
 		now := time.Now()
 		if sent {
-			return st.txPoll.sent(now)
+			if next := st.txPoll.sent(now); next > 0 {
+				return next
+			}
+			sent = false // no linger: the look is now
 		}
 		if next := st.txPoll.idle(now); next > 0 {
 			return next
 		}
 		if st.txOwed {
-			return txLinger // resolved first: kicks come back on at the next look
+			if l := st.txPoll.linger; l > 0 {
+				return l // resolved first: kicks come back on at the next look
+			}
+			st.resolveTxInterrupt()
 		}
 		more, err := q.EnableNotification(st.mem)
 		if err != nil || !more {

@@ -18,10 +18,14 @@
 // 10 ms period, and preempts each loop once per 10 ms (a SIGURG that ends
 // the wait with EINTR, which callers treat as a spurious wake-up).
 // Each owned thread needs a P of its own for that: Own raises GOMAXPROCS.
+// A thread whose wait (or KVM_RUN) lasted 10 ms or more is idle and waits
+// through the hooks again until a wait ends sooner (QuietAfter), so an
+// idle guest is not woken by those preemptions.
 //
 // GOVMM_SYSCALL_HOOKS=1 in the environment goes back to the runtime's
-// hooked system calls (and leaves GOMAXPROCS alone), for A/B
-// measurements and for ruling this package out when debugging.
+// hooked system calls (and leaves GOMAXPROCS alone), =raw keeps every
+// owned thread raw even when idle: both for A/B measurements and for
+// ruling this package out when debugging.
 package osthread
 
 import (
@@ -42,6 +46,13 @@ var (
 // Hooked reports GOVMM_SYSCALL_HOOKS=1: blocking calls go through the Go
 // runtime's syscall hooks as before this package.
 var Hooked = os.Getenv("GOVMM_SYSCALL_HOOKS") == "1"
+
+// alwaysRaw reports GOVMM_SYSCALL_HOOKS=raw: no thread goes quiet.
+var alwaysRaw = os.Getenv("GOVMM_SYSCALL_HOOKS") == "raw"
+
+// Quiet reports whether a wait (or KVM_RUN) that took d leaves its
+// thread idle (QuietAfter).
+func Quiet(d time.Duration) bool { return d >= QuietAfter && !alwaysRaw }
 
 // Own locks the calling goroutine to its OS thread for good (the thread
 // exits with the goroutine, its name and CPU placement with it), names
@@ -69,23 +80,50 @@ func Own(name string) (release func()) {
 	}
 }
 
-// maxWait bounds one Wait even without a timeout, so that a thread comes
-// back to Go code now and then whatever the runtime's preemption does.
+// maxWait bounds one raw wait even without a timeout, so that a thread
+// comes back to Go code now and then whatever the runtime's preemption
+// does.
 const maxWait = 100 * time.Millisecond
 
-// Wait is ppoll(2) for a thread from Own: it blocks without the
-// runtime's syscall hooks (see the package comment). timeout < 0 waits
-// for an event (at most maxWait at a time, reported as a timeout: 0
-// events). EINTR comes back as an error like any other; callers retry.
-func Wait(fds []unix.PollFd, timeout time.Duration) (int, error) {
-	if Hooked {
-		var ts *unix.Timespec
-		if timeout >= 0 {
-			t := unix.NsecToTimespec(int64(timeout))
-			ts = &t
-		}
-		return unix.Ppoll(fds, ts, nil)
+// QuietAfter is how long a wait (or KVM_RUN) must last for its thread to
+// count as idle. An idle thread waits through the runtime's hooks: its P
+// is taken once and it sleeps undisturbed, where a raw wait would be
+// preempted every 10 ms, a wake-up each time, for as long as a guest
+// sits idle. A wait that ends sooner makes the thread busy, and raw,
+// again.
+const QuietAfter = 10 * time.Millisecond
+
+// A Waiter is one thread's ppoll(2): raw while the thread is busy, hooked
+// while it is idle (QuietAfter). Not for concurrent use.
+type Waiter struct{ quiet bool }
+
+// Wait waits for fds like ppoll(2); timeout < 0 waits for an event. A raw
+// wait lasts at most maxWait and then reports a timeout (0 events), and
+// the runtime's preemption signal may end it with EINTR: callers retry
+// both.
+func (w *Waiter) Wait(fds []unix.PollFd, timeout time.Duration) (int, error) {
+	start := time.Now()
+	var n int
+	var err error
+	if Hooked || w.quiet {
+		n, err = hookedWait(fds, timeout)
+	} else {
+		n, err = rawWait(fds, timeout)
 	}
+	w.quiet = Quiet(time.Since(start))
+	return n, err
+}
+
+func hookedWait(fds []unix.PollFd, timeout time.Duration) (int, error) {
+	var ts *unix.Timespec
+	if timeout >= 0 {
+		t := unix.NsecToTimespec(int64(timeout))
+		ts = &t
+	}
+	return unix.Ppoll(fds, ts, nil)
+}
+
+func rawWait(fds []unix.PollFd, timeout time.Duration) (int, error) {
 	if timeout < 0 || timeout > maxWait {
 		timeout = maxWait
 	}

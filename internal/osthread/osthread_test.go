@@ -33,9 +33,10 @@ func TestWait(t *testing.T) {
 	fds := []unix.PollFd{{Fd: int32(efd), Events: unix.POLLIN}}
 
 	// The runtime's preemption signal may end a wait early (EINTR).
+	var w Waiter
 	wait := func(d time.Duration) (int, error) {
 		for {
-			n, err := Wait(fds, d)
+			n, err := w.Wait(fds, d)
 			if !errors.Is(err, unix.EINTR) {
 				return n, err
 			}
@@ -58,7 +59,8 @@ func TestWait(t *testing.T) {
 	fds[0].Revents = 0
 	_, _ = unix.Read(efd, make([]byte, 8))
 	start = time.Now()
-	n, err = Wait(fds, -1)
+	w.quiet = false
+	n, err = w.Wait(fds, -1)
 	if err != nil {
 		assert.True(t, errors.Is(err, unix.EINTR), "only a preemption signal may end it early: %v", err)
 	} else {
@@ -82,7 +84,8 @@ func TestWaitDoesNotBlockGC(t *testing.T) {
 				return
 			default:
 			}
-			_, _ = Wait(nil, -1)
+			var w Waiter
+			_, _ = w.Wait(nil, 20*time.Millisecond)
 		}
 	}()
 	start := time.Now()
@@ -130,4 +133,23 @@ func TestSignalDrainReadvWritev(t *testing.T) {
 		_, _ = iov.Writev(fds[1], [][]byte{a})
 		_, _ = iov.Readv(fds[0], [][]byte{c})
 	}))
+}
+
+// A thread that waited QuietAfter or more is idle: its next wait goes
+// through the runtime's hooks; one that returns sooner is busy again.
+func TestWaiterGoesQuietWhenIdle(t *testing.T) {
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	require.NoError(t, err)
+	defer unix.Close(efd)
+	fds := []unix.PollFd{{Fd: int32(efd), Events: unix.POLLIN}}
+	var w Waiter
+	_, err = w.Wait(fds, 2*QuietAfter)
+	if err == nil {
+		assert.True(t, w.quiet, "a wait of 2×QuietAfter makes the thread idle")
+	}
+	require.NoError(t, Signal(efd))
+	n, err := w.Wait(fds, -1) // hooked: a ready fd returns at once
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	assert.False(t, w.quiet, "a wait that ended at once makes it busy again")
 }

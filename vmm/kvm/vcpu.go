@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"time"
 
 	gokvm "github.com/bobuhiro11/gokvm/kvm"
 	"golang.org/x/sys/unix"
@@ -40,6 +41,9 @@ type VCPU struct {
 	ID  int
 	f   *os.File
 	run []byte // mmap'd struct kvm_run
+	// quiet: the last KVM_RUN lasted osthread.QuietAfter or more (vCPU
+	// thread only).
+	quiet bool
 }
 
 // CreateVCPU creates vCPU id and maps its kvm_run page.
@@ -81,11 +85,15 @@ func (c *VCPU) FD() uintptr { return c.f.Fd() }
 // interrupted run.
 func (c *VCPU) Run() (interrupted bool, err error) {
 	var e unix.Errno
-	if osthread.Hooked {
+	start := time.Now()
+	if osthread.Hooked || c.quiet {
 		_, _, e = unix.Syscall(unix.SYS_IOCTL, c.FD(), kvmRun, 0)
 	} else {
 		_, _, e = unix.RawSyscall(unix.SYS_IOCTL, c.FD(), kvmRun, 0)
 	}
+	// A guest that stays in KVM_RUN (halted, or computing) runs through
+	// the hooks until it exits sooner again (osthread.QuietAfter).
+	c.quiet = osthread.Quiet(time.Since(start))
 	switch e {
 	case 0:
 		return false, nil

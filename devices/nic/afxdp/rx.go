@@ -83,6 +83,7 @@ func (m *Model) dataOff(fill uint64) uint64 {
 func (m *Model) rxLoop(sock *xsk.Socket, stop int) {
 	defer m.wg.Done()
 	defer osthread.Own("xdp-rx")()
+	var w osthread.Waiter
 	fds := []unix.PollFd{{Fd: int32(sock.FD()), Events: unix.POLLIN}, {Fd: int32(stop), Events: unix.POLLIN}}
 	for {
 		m.mu.Lock()
@@ -102,7 +103,7 @@ func (m *Model) rxLoop(sock *xsk.Socket, stop int) {
 		}
 		m.txMu.Unlock()
 		fds[0].Revents, fds[1].Revents = 0, 0
-		if _, err := osthread.Wait(fds, timeout); err != nil && !errors.Is(err, unix.EINTR) {
+		if _, err := w.Wait(fds, timeout); err != nil && !errors.Is(err, unix.EINTR) {
 			m.log.Error("afxdp: poll", "err", err)
 			return
 		}

@@ -261,6 +261,7 @@ func (t *Tap) consume(n int) {
 func (t *Tap) reader() {
 	defer close(t.done)
 	defer osthread.Own("tap-rx")()
+	var w osthread.Waiter
 	// Frames read but not yet reported go to the sink before Stop returns:
 	// their buffers left t.bufs, so Stop would not return them either.
 	defer t.flush()
@@ -303,7 +304,7 @@ func (t *Tap) reader() {
 		} else {
 			t.sink.RxStarved()
 		}
-		if _, err := osthread.Wait(fds, -1); err != nil {
+		if _, err := w.Wait(fds, -1); err != nil {
 			if errors.Is(err, unix.EINTR) {
 				continue
 			}
