@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -103,6 +104,16 @@ func TestBenchmarkTable(t *testing.T) {
 			row{name: "qemu-vhost-off", proc: "qemu-system-x86_64", cmd: qemu(",vhost=off", "virtio-net-pci")},
 			row{name: "qemu-vhost-on", proc: "qemu-system-x86_64", cmd: qemu(",vhost=on", "virtio-net-pci")},
 			row{name: "qemu-e1000e", proc: "qemu-system-x86_64", cmd: qemu("", "e1000e")})
+	}
+	// GOVMM_BENCH_EXTRA adds govmm rows (name=args;..., as make
+	// experiment's variants); GOVMM_BENCH_ROWS keeps only the named rows
+	// (comma-separated), so that an A/B of govmm options gets the whole
+	// table in one boot.
+	for _, v := range parseVariants(os.Getenv("GOVMM_BENCH_EXTRA")) {
+		rows = append(rows, row{name: v.name, proc: "govmm", cmd: v.env + govmm + v.netOpts + " " + v.args + ` --cmdline ` + cmdline})
+	}
+	if keep := os.Getenv("GOVMM_BENCH_ROWS"); keep != "" {
+		rows = slices.DeleteFunc(rows, func(r row) bool { return !slices.Contains(strings.Split(keep, ","), r.name) })
 	}
 	var sc []harness.Scenario
 	for _, r := range rows {

@@ -50,11 +50,14 @@ e == "kvm_exit" {
 e == "local_timer_entry" { if (ing[cpu] && cause[cpu] == "") { cause[cpu] = "timer"; st[cpu] = 1 }; ticks[cpu]++; next }
 e == "hrtimer_expire_entry" {
 	f = val("function"); fns[f]++
+	if (f == "hrtimer_wakeup") tw[cpu] = 1
 	if (ing[cpu] && st[cpu] == 1) { if (f == "hrtimer_wakeup") { cause[cpu] = "timer: sleep ends"; st[cpu] = 2 } else { cause[cpu] = "timer: " f; st[cpu] = 0 } }
 	next
 }
 e == "sched_wakeup" {
 	w = thread(comm("comm"), val("pid")); tc = val("target_cpu") + 0; wakes[w]++
+	wk = $1; for (k = 2; k < i; k++) wk = wk " " $k; sub(/-[0-9]+$/, "", wk); if (wk == "govmm") { wk = $1; sub(/^.*-/, "govmm:", wk) }
+	wby[w " by " (tw[cpu] ? "its timer" : wk)]++; tw[cpu] = 0
 	if (ing[cpu] && st[cpu] == 2) { cause[cpu] = "timer: sleep ends: " w; st[cpu] = 0 }
 	if (tc != cpu) { last[tc] = w } 
 	next
@@ -74,6 +77,7 @@ END {
 	for (k in tally) printf "XTRACE %s: ext-int cause %-50s %6.0f/s\n", dir, k, tally[k] / secs
 	for (k in pre) printf "XTRACE %s: vCPU preempted by %-30s %6.0f/s\n", dir, k, pre[k] / secs
 	for (k in wakes) if (wakes[k] / secs >= 20) printf "XTRACE %s: woken %-30s %6.0f/s\n", dir, k, wakes[k] / secs
+	for (k in wby) if (wby[k] / secs >= 50) printf "XTRACE %s: woken %-50s %6.0f/s\n", dir, k, wby[k] / secs
 	for (k in fns) if (fns[k] / secs >= 20) printf "XTRACE %s: hrtimer %-30s %6.0f/s\n", dir, k, fns[k] / secs
 	for (k in ticks) printf "XTRACE %s: local timer interrupts on cpu%d %6.0f/s\n", dir, k, ticks[k] / secs
 }

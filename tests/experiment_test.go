@@ -43,23 +43,10 @@ func TestExperiment(t *testing.T) {
 	files := map[string]string{"/profile.sh": profileGuest}
 	cmdline := `"console=ttyS0 panic=-1 quiet govmm.ip=` + guestIP + `/24 govmm.run=/profile.sh"`
 	var variants []harness.Scenario
-	for _, v := range strings.Split(spec, ";") {
-		name, args, _ := strings.Cut(v, "=")
-		net, env := "", ""
-		for {
-			if rest, ok := strings.CutPrefix(args, "--net-opts "); ok {
-				opts, more, _ := strings.Cut(rest, " ")
-				net, args = net+","+opts, more
-			} else if rest, ok := strings.CutPrefix(args, "--env "); ok {
-				kv, more, _ := strings.Cut(rest, " ")
-				env, args = env+kv+" ", more
-			} else {
-				break
-			}
-		}
-		vmm := env + `"$GOVMM" run --no-reboot --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M ` +
-			`--net tap=tap0,mac=` + guestMAC + net + ` ` + args + ` --cmdline ` + cmdline
-		variants = append(variants, harness.Scenario{Name: name, HostScript: trace + profileHost(vmm)})
+	for _, v := range parseVariants(spec) {
+		vmm := v.env + `"$GOVMM" run --no-reboot --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M ` +
+			`--net tap=tap0,mac=` + guestMAC + v.netOpts + ` ` + v.args + ` --cmdline ` + cmdline
+		variants = append(variants, harness.Scenario{Name: v.name, HostScript: trace + profileHost(vmm)})
 	}
 	if env.Mode == harness.Nested {
 		variants = append(variants, harness.Scenario{Name: "qemu-vhost-off", HostScript: trace + profileHost(qemuCmd(cmdline, ",vhost=off", "virtio-net-pci")), Reference: true})
@@ -163,6 +150,42 @@ func medianRow(rows [][]float64) []float64 {
 		} else {
 			out[j] = (col[n/2-1] + col[n/2]) / 2
 		}
+	}
+	return out
+}
+
+// variant is one govmm configuration of make experiment or make bench.
+type variant struct {
+	name    string
+	netOpts string // appended to the --net spec (",tx-poll=0")
+	env     string // "K=V " prefixes
+	args    string // further govmm run arguments
+}
+
+// variants parses "name=args;..." where args may start with any number of
+// "--net-opts X" (appends ",X" to the --net spec) and "--env K=V" (sets
+// an environment variable), the rest going to govmm run as is.
+func parseVariants(spec string) []variant {
+	var out []variant
+	for _, v := range strings.Split(spec, ";") {
+		name, args, _ := strings.Cut(v, "=")
+		if name == "" {
+			continue
+		}
+		x := variant{name: name}
+		for {
+			if rest, ok := strings.CutPrefix(args, "--net-opts "); ok {
+				opts, more, _ := strings.Cut(rest, " ")
+				x.netOpts, args = x.netOpts+","+opts, more
+			} else if rest, ok := strings.CutPrefix(args, "--env "); ok {
+				kv, more, _ := strings.Cut(rest, " ")
+				x.env, args = x.env+kv+" ", more
+			} else {
+				break
+			}
+		}
+		x.args = args
+		out = append(out, x)
 	}
 	return out
 }
