@@ -46,12 +46,13 @@ func (m Moderation) linger() time.Duration {
 }
 
 // DefaultModeration is what govmm run uses unless told otherwise: one
-// look after txLinger, no polling window. Once the device threads stopped
-// waking the Go runtime's monitor (internal/osthread), the polling
-// window's own timer wake-ups cost more exits than its looks saved:
-// make experiment, one test-host boot, two rounds each, iperf3 Mbit/s
-// host→guest / guest→host: tx-poll=0 411, 394 / 299, 243; 2ms 324, 346 /
-// 177, 206.
+// look after txLinger, no polling window, so no timer wake-ups beyond
+// that look. Measured after the device threads stopped waking the Go
+// runtime's monitor (internal/osthread): make experiment, two rounds,
+// iperf3 Mbit/s host→guest / guest→host: tx-poll=0 411, 394 / 299, 243;
+// 2ms 324, 346 / 177, 206; but one make bench median the same day had
+// 2ms ahead guest→host (283 vs 197) and behind on 64-byte UDP: not
+// settled beyond the nested test host's noise (README, Performance).
 var DefaultModeration = Moderation{TxPoll: 0, RxCoalesce: 0}
 
 // MaxModeration bounds both knobs: beyond it, a TCP flow's round trip is
