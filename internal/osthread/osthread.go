@@ -1,7 +1,7 @@
 // Package osthread runs govmm's long-lived loops — vCPUs in KVM_RUN,
 // device workers in ppoll — on OS threads of their own, named, and lets
-// them block without waking the Go runtime's monitor thread (sysmon) on
-// every round.
+// the device loops block without waking the Go runtime's monitor thread
+// (sysmon) on every round.
 //
 // Why (measured in the nested test host, make experiment TRACE=1): a
 // goroutine that loops on blocking syscalls never passes through the
@@ -12,13 +12,14 @@
 // 1,900–2,400 wake-ups a second of one thread, which preempted the vCPU
 // thread 240–620 times a second and caused 160–560 of the guest's
 // external-interrupt exits a second; QEMU's vCPU thread was never
-// switched out. Blocking through Wait and KVM_RUN through a raw syscall
-// keeps each loop's P "running" Go code from the runtime's view: sysmon
+// switched out. Blocking through a raw ppoll keeps each loop's P
+// "running" Go code from the runtime's view: sysmon
 // never deep-sleeps while a VM runs, retakes nothing, backs off to its
 // 10 ms period, and preempts each loop once per 10 ms (a SIGURG that ends
 // the wait with EINTR, which callers treat as a spurious wake-up).
 // Each owned thread needs a P of its own for that: Own raises GOMAXPROCS.
-// A thread whose wait (or KVM_RUN) lasted 10 ms or more is idle and waits
+// (The vCPU's KVM_RUN stays hooked: see kvm.VCPU.Run.)
+// A thread whose wait lasted 10 ms or more is idle and waits
 // through the hooks again until a wait ends sooner (QuietAfter), so an
 // idle guest is not woken by those preemptions.
 //
