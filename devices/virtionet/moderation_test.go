@@ -60,13 +60,7 @@ func TestTransmitPollsWithKicksOff(t *testing.T) {
 	st := r.active()
 	signalFD(st.stopFD) // the test plays the tx worker
 	st.wg.Wait()
-	send := func() bool {
-		_, err := r.txD.AddChain([][]byte{make([]byte, hdrLen), []byte("frame")}, nil)
-		require.NoError(t, err)
-		need, err := r.txD.NeedsKick()
-		require.NoError(t, err)
-		return need
-	}
+	send := func() bool { return r.sendFrame(t) }
 	require.True(t, send(), "an idle device must be kicked")
 	require.Equal(t, txLinger, st.processTx())
 	require.False(t, send(), "no kick while polling")
@@ -173,13 +167,7 @@ func TestTransmitWithoutLinger(t *testing.T) {
 	st := r.active()
 	signalFD(st.stopFD) // the test plays the tx worker
 	st.wg.Wait()
-	send := func() bool {
-		_, err := r.txD.AddChain([][]byte{make([]byte, hdrLen), []byte("frame")}, nil)
-		require.NoError(t, err)
-		need, err := r.txD.NeedsKick()
-		require.NoError(t, err)
-		return need
-	}
+	send := func() bool { return r.sendFrame(t) }
 	require.True(t, send())
 	require.Zero(t, st.processTx(), "no look to come back for")
 	require.Equal(t, int32(1), r.txIRQ.n.Load(), "the completion interrupt went out with it")
@@ -188,4 +176,15 @@ func TestTransmitWithoutLinger(t *testing.T) {
 	idx, err := r.txD.UsedIdx()
 	require.NoError(t, err)
 	require.Equal(t, uint16(2), idx)
+}
+
+// sendFrame is the driver adding one transmit frame; it reports whether
+// the driver must kick the device for it.
+func (r *rig) sendFrame(t *testing.T) bool {
+	t.Helper()
+	_, err := r.txD.AddChain([][]byte{make([]byte, hdrLen), []byte("frame")}, nil)
+	require.NoError(t, err)
+	need, err := r.txD.NeedsKick()
+	require.NoError(t, err)
+	return need
 }

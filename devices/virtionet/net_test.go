@@ -486,13 +486,7 @@ func TestTransmitLingersWithKicksOff(t *testing.T) {
 			// cleans up after it).
 			signalFD(st.stopFD)
 			st.wg.Wait()
-			send := func() bool {
-				_, err := r.txD.AddChain([][]byte{make([]byte, hdrLen), []byte("frame")}, nil)
-				require.NoError(t, err)
-				need, err := r.txD.NeedsKick()
-				require.NoError(t, err)
-				return need
-			}
+			send := func() bool { return r.sendFrame(t) }
 			require.True(t, send(), "an idle device must be kicked")
 			require.Equal(t, txLinger, st.processTx(), "sent, kicks left off")
 			require.False(t, send(), "no kick while the device lingers")

@@ -51,9 +51,9 @@ var Hooked = os.Getenv("GOVMM_SYSCALL_HOOKS") == "1"
 // alwaysRaw reports GOVMM_SYSCALL_HOOKS=raw: no thread goes quiet.
 var alwaysRaw = os.Getenv("GOVMM_SYSCALL_HOOKS") == "raw"
 
-// Quiet reports whether a wait (or KVM_RUN) that took d leaves its
-// thread idle (QuietAfter).
-func Quiet(d time.Duration) bool { return d >= QuietAfter && !alwaysRaw }
+// idleAfter reports whether a wait that took d leaves its thread idle
+// (QuietAfter).
+func idleAfter(d time.Duration) bool { return d >= QuietAfter && !alwaysRaw }
 
 // Own locks the calling goroutine to its OS thread for good (the thread
 // exits with the goroutine, its name and CPU placement with it), names
@@ -86,8 +86,8 @@ func Own(name string) (release func()) {
 // does.
 const maxWait = 100 * time.Millisecond
 
-// QuietAfter is how long a wait (or KVM_RUN) must last for its thread to
-// count as idle. An idle thread waits through the runtime's hooks: its P
+// QuietAfter is how long a wait must last for its thread to count as
+// idle. An idle thread waits through the runtime's hooks: its P
 // is taken once and it sleeps undisturbed, where a raw wait would be
 // preempted every 10 ms, a wake-up each time, for as long as a guest
 // sits idle. A wait that ends sooner makes the thread busy, and raw,
@@ -111,7 +111,7 @@ func (w *Waiter) Wait(fds []unix.PollFd, timeout time.Duration) (int, error) {
 	} else {
 		n, err = rawWait(fds, timeout)
 	}
-	w.quiet = Quiet(time.Since(start))
+	w.quiet = idleAfter(time.Since(start))
 	return n, err
 }
 
