@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 )
@@ -232,4 +233,37 @@ func TestHugePages(t *testing.T) {
 	require.NoError(t, err)
 	defer plain.Close()
 	require.Equal(t, uint64(os.Getpagesize()), plain.PageSize())
+}
+
+// Guest RAM starts on a 2 MiB boundary and carries the transparent
+// hugepage advice (VmFlags "hg" in smaps), as QEMU's does; nothing of the
+// alignment slack stays mapped.
+func TestRAMAlignedForHugePages(t *testing.T) {
+	m, err := New([]Layout{{GPA: 0, Size: 6 << 20}})
+	require.NoError(t, err)
+	defer m.Close()
+	start := uintptr(unsafe.Pointer(&m.Span()[0]))
+	require.Zero(t, start%HugePageSize, "guest RAM at %#x", start)
+	smaps, err := os.ReadFile("/proc/self/smaps")
+	require.NoError(t, err)
+	var found bool
+	var flags string
+	for _, line := range strings.Split(string(smaps), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
+			lo, hi, _ := strings.Cut(f[0], "-")
+			a, _ := strconv.ParseUint(lo, 16, 64)
+			b, _ := strconv.ParseUint(hi, 16, 64)
+			found = uintptr(a) <= start && start < uintptr(b)
+			if found {
+				require.Equal(t, uintptr(a), start, "no slack mapped before guest RAM")
+				require.Equal(t, uintptr(b), start+6<<20, "no slack mapped after guest RAM")
+			}
+			continue
+		}
+		if found && strings.HasPrefix(line, "VmFlags:") {
+			flags = line
+			break
+		}
+	}
+	require.Contains(t, flags, " hg", "MADV_HUGEPAGE on guest RAM")
 }
