@@ -32,6 +32,9 @@ type fakeModel struct {
 	sent [][]byte
 	stop atomic.Bool
 	capN int // if set, hold at most this many buffers (a pin cap)
+	// offered counts the buffers PostRx was given, taken or not: chains
+	// the device popped and walked.
+	offered int
 	// deferTx: Transmit keeps the ids; finishTx completes them later from
 	// the caller's goroutine, as an asynchronous NIC would.
 	deferTx   bool
@@ -58,6 +61,7 @@ func (f *fakeModel) PostRx(b []nic.Buf) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n := 0
+	f.offered += len(b)
 	for _, x := range b {
 		if f.capN > 0 && len(f.bufs) == f.capN {
 			break
@@ -315,6 +319,53 @@ func TestRefusedBuffersOfferedAgainAfterFrames(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, ok, "frame %d delivered", i)
 	}
+}
+
+// A model whose cap holds fewer buffers than the kick threshold (Linux
+// without mergeable buffers posts 72 KiB chains; a 1 MiB pin cap holds 14)
+// is offered, per completed frame, about as many chains as it freed, not a
+// whole batch it refuses again; and the driver's refills cause no kicks
+// while the ring holds chains the model refused.
+func TestCappedModelIsNotOfferedWhatItRefuses(t *testing.T) {
+	r := newRig(t, true, 0)
+	r.model.mu.Lock()
+	r.model.capN = 4
+	r.model.mu.Unlock()
+	post := func() bool {
+		_, err := r.rxD.AddChain(nil, []uint32{2048})
+		require.NoError(t, err)
+		need, err := r.rxD.NeedsKick()
+		require.NoError(t, err)
+		return need
+	}
+	for range 60 {
+		post()
+	}
+	kick(r.rxBell)
+	waitFor(t, "the cap's worth lent", func() bool { return r.model.posted() == 4 })
+	r.model.mu.Lock()
+	r.model.offered = 0
+	r.model.mu.Unlock()
+	frame := make([]byte, hdrLen+100)
+	const frames = 200
+	kicks := 0
+	for i := range frames {
+		waitFor(t, fmt.Sprintf("a buffer for frame %d", i), func() bool { return r.model.posted() > 0 })
+		r.model.deliver(frame)
+		_, ok, err := r.rxD.PopUsed()
+		require.NoError(t, err)
+		require.True(t, ok, "frame %d delivered", i)
+		if post() {
+			kicks++
+			kick(r.rxBell)
+		}
+	}
+	r.model.mu.Lock()
+	offered := r.model.offered
+	r.model.mu.Unlock()
+	t.Logf("%d chains offered and %d kicks for %d frames", offered, kicks, frames)
+	require.LessOrEqual(t, offered, 2*frames, "chains walked per frame")
+	require.Less(t, kicks, frames/50, "kicks while the model is at its cap")
 }
 
 // While the model holds plenty of receive buffers the driver's refills

@@ -102,8 +102,16 @@ func (st *activeState) pullRx(limit int) (popped int) {
 			st.rxBufs = append(st.rxBufs, nic.Buf{ID: c.Head, Segs: segs, GPAs: gpas})
 		}
 		if full || !st.lend(0) {
+			// The model is at its cap: the rest stay in the avail ring, and
+			// the driver's kicks stay off, since it has room again only when
+			// it completes a frame, and RxFrames pulls then. A kick per
+			// refill would be an exit, and a walk of chains it refuses
+			// again, for nothing (a Linux driver without mergeable buffers
+			// posts 72 KiB chains, of which a 1 MiB cap holds 14).
 			st.rxRefused = true
-			break // the model is full: the rest stay in the avail ring
+			_ = q.DisableNotification(st.mem)
+			st.rxQuiet = true
+			break
 		}
 		if limit > 0 && popped == limit {
 			break
@@ -210,18 +218,19 @@ func (st *activeState) RxFrames(b *nic.RxBatch) {
 		_ = st.rx.Interrupt.Trigger()
 		st.rxIRQs.Add(1)
 	}
+	// (Models call RxFrames without the lock their PostRx takes: nic.Sink.)
 	switch {
+	case st.rxRefused:
+		// The model refused buffers for its cap and has room for about
+		// as many as it just used. First: a model whose cap holds fewer
+		// buffers than rxLow would otherwise walk (and have refused) a
+		// whole batch of chains on every frame.
+		st.pullRx(b.Buffers())
 	case st.rxLent < st.rxLow:
 		// The model runs low with kicks off: take what the driver added
 		// since. This also turns kicks back on when the ring is empty, so
 		// the model is never left waiting for buffers nobody will fetch.
-		// (Models call RxFrames without the lock their PostRx takes:
-		// nic.Sink.)
 		st.pullRx(0)
-	case st.rxRefused:
-		// The model refused buffers for its cap and has room for about
-		// as many as it just used.
-		st.pullRx(b.Buffers())
 	}
 }
 
