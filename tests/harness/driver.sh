@@ -48,6 +48,9 @@ while read -r name secs; do
 	kill "$wd" 2>/dev/null
 	kill -KILL -"$pid" 2>/dev/null # leftovers, e.g. a VMM the script put in the background
 	trace_check
+	# The test host's root is RAM: a scenario's files (256 MiB transfers) must not stay and
+	# squeeze the next scenarios' guests.
+	[ -n "$SCENARIO_DIR" ] || rm -rf "$WORK"
 	# Scenarios are independent: daemons that left the group (iperf3 -D) and taps go too. Only in
 	# the test host: the harness unit test runs this script on a developer's machine.
 	# A killed process lets go of its tap and ports only once it has exited, which in the slow
