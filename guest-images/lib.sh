@@ -28,21 +28,39 @@ need_pkgs() {
 # kernel_pkg prints the versioned kernel package linux-image-amd64 depends on (e.g. linux-image-6.1.0-56-amd64).
 # GOVMM_KERNEL_PKG pins it; without apt lists it falls back to the newest .deb already in $CACHE/dl.
 kernel_pkg() {
-	if [ -n "${GOVMM_KERNEL_PKG:-}" ]; then echo "$GOVMM_KERNEL_PKG"; return; fi
-	local p
-	p=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+	# GOVMM_KERNEL_PKG: a kernel package (linux-image-6.12.118+deb12-amd64), or a series' meta package
+	# (linux-image-6.12-amd64), resolved like the default linux-image-amd64 to the kernel it depends on.
+	local meta=linux-image-amd64 p
+	if [ -n "${GOVMM_KERNEL_PKG:-}" ]; then
+		if [[ $GOVMM_KERNEL_PKG =~ ^linux-image-[0-9]+\.[0-9]+-amd64$ ]]; then
+			meta=$GOVMM_KERNEL_PKG
+		else
+			echo "$GOVMM_KERNEL_PKG"
+			return
+		fi
+	fi
+	local series= # 6.18 for linux-image-6.18-amd64, empty for linux-image-amd64
+	[ "$meta" = linux-image-amd64 ] || { series=${meta#linux-image-}; series=${series%-amd64}; }
+	p=$(apt-cache depends "$meta" 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
 	if [ -z "$p" ]; then
-		p=$(ls -t "$DL"/linux-image-[0-9]*_amd64.deb 2>/dev/null | head -1 | xargs -r basename | cut -d_ -f1)
+		p=$(ls -t "$DL"/linux-image-"${series:+$series.}"[0-9]*_amd64.deb 2>/dev/null | head -1 | xargs -r basename | cut -d_ -f1)
 	fi
 	if [ -z "$p" ]; then
 		apt-get update -qq
-		p=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+		p=$(apt-cache depends "$meta" 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
 	fi
-	[ -n "$p" ] || die "cannot resolve the kernel package of linux-image-amd64"
+	local suite
+	for suite in "${KERNEL_SUITES[@]}"; do
+		[ -z "$p" ] || break
+		p=$(apt_suite "$suite" depends "$meta" 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+		# Some suites have no meta package per series: take the series' newest kernel.
+		[ -n "$p" ] || [ -z "$series" ] || p=$(apt_suite "$suite" search "^linux-image-${series//./\\.}\\.[0-9]+\\+[a-z0-9]+-amd64\$" 2>/dev/null |
+			awk '{print $1}' | sort -V | tail -1)
+	done
+	[ -n "$p" ] || die "cannot resolve the kernel package of $meta"
 	echo "$p"
 }
 
-# fetch_kernel sets KPKG, KVER, KDEB and KROOT (the extracted package, with modules.dep built).
 fetch_kernel() {
 	mkdir -p "$DL"
 	KPKG=$(kernel_pkg)
@@ -52,11 +70,13 @@ fetch_kernel() {
 		log "downloading kernel package $KPKG…"
 		(cd "$DL" && apt-get download -q "$KPKG" 2>&1 | grep -v unsandboxed >&2 || true)
 		KDEB=$(ls -t "$DL/${KPKG}"_*.deb 2>/dev/null | head -1 || true)
-		if [ -z "$KDEB" ]; then
-			log "$KPKG is not in this machine's suites; trying bookworm-backports…"
-			(cd "$DL" && apt_backports download -q "$KPKG" 2>&1 | grep -v unsandboxed >&2 || true)
+		local suite
+		for suite in "${KERNEL_SUITES[@]}"; do
+			[ -z "$KDEB" ] || break
+			log "$KPKG is not in the suites tried so far; trying $suite…"
+			(cd "$DL" && apt_suite "$suite" download -q "$KPKG" 2>&1 | grep -v unsandboxed >&2 || true)
 			KDEB=$(ls -t "$DL/${KPKG}"_*.deb 2>/dev/null | head -1 || true)
-		fi
+		done
 		[ -n "$KDEB" ] || die "apt-get download $KPKG failed"
 	fi
 	KROOT=$DL/kroot-$KVER
@@ -64,6 +84,8 @@ fetch_kernel() {
 		log "extracting $(basename "$KDEB")…"
 		rm -rf "$KROOT"
 		dpkg-deb -x "$KDEB" "$KROOT"
+		# Debian 13's packages ship modules under /usr/lib (merged /usr).
+		[ -e "$KROOT/lib" ] || [ ! -d "$KROOT/usr/lib/modules" ] || ln -s usr/lib "$KROOT/lib"
 		depmod -b "$KROOT" "$KVER"
 		touch "$KROOT/.done"
 	fi
@@ -73,16 +95,29 @@ fetch_kernel() {
 # apt_backports ARGS... runs apt-get against Debian bookworm-backports only, through a private sources
 # list and state under $CACHE/apt-bpo (the machine's own apt configuration is left alone), on the
 # mirror of the machine's own sources. Its lists are fetched on first use.
-apt_backports() {
-	local d=$CACHE/apt-bpo mirror
+apt_backports() { apt_suite bookworm-backports "$@"; }
+
+# apt_suite SUITE ARGS... is apt_backports for another suite of the same mirror: trixie-backports has
+# the kernels whose virtio_net does AF_XDP zero-copy (6.13+), and a kernel package needs nothing else
+# from its suite.
+apt_suite() {
+	local suite=$1 d=$CACHE/apt-$1 mirror
+	shift
+	[ "$suite" = bookworm-backports ] && d=$CACHE/apt-bpo
 	mirror=$(awk '/^URIs:/{print $2; exit} /^deb /{for(i=2;i<=NF;i++) if ($i ~ /^http/) {print $i; exit}}' \
 		/etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | head -1)
 	mkdir -p "$d/lists/partial" "$d/cache/archives/partial"
-	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror:-http://deb.debian.org/debian} bookworm-backports main" >"$d/sources.list"
+	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror:-http://deb.debian.org/debian} $suite main" >"$d/sources.list"
 	local opts=(-o "Dir::Etc::sourcelist=$d/sources.list" -o "Dir::Etc::sourceparts=-" -o "Dir::State::Lists=$d/lists" -o "Dir::Cache=$d/cache")
 	[ -n "$(ls "$d/lists" 2>/dev/null | grep -v partial)" ] || apt-get "${opts[@]}" update -qq
-	apt-get "${opts[@]}" "$@"
+	case $1 in
+	depends | show | search | policy) apt-cache "${opts[@]}" "$@" ;;
+	*) apt-get "${opts[@]}" "$@" ;;
+	esac
 }
+
+# Suites a kernel package is looked up in after the machine's own.
+KERNEL_SUITES=(bookworm-backports trixie-backports)
 
 # mod_paths MOD... prints the module files needed for MODs (dependencies first), each once.
 mod_paths() {

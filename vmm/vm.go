@@ -44,7 +44,9 @@ type Config struct {
 	ScratchBytes uint64
 	// HugePages backs guest RAM with 2 MiB hugetlb pages (--mem-hugepages).
 	HugePages bool
-	Logger    *slog.Logger
+	// THP asks for transparent hugepages for guest RAM (--mem-thp).
+	THP    bool
+	Logger *slog.Logger
 }
 
 // VM is a created virtual machine ready to Run.
@@ -129,7 +131,7 @@ func New(cfg Config) (_ *VM, err error) {
 	if err = m.vm.SetupX86(layout.KVMTSSAddr, layout.KVMIdentityMap); err != nil {
 		return nil, err
 	}
-	if m.Mem, err = guestmem.Map(ramLayout(cfg.MemBytes), guestmem.Options{Scratch: cfg.ScratchBytes, HugePages: cfg.HugePages}); err != nil {
+	if m.Mem, err = guestmem.Map(ramLayout(cfg.MemBytes), guestmem.Options{Scratch: cfg.ScratchBytes, HugePages: cfg.HugePages, THP: cfg.THP}); err != nil {
 		return nil, err
 	}
 	for i, r := range m.Mem.Regions() {

@@ -8,7 +8,11 @@ import "fmt"
 // bytes; the frame is written at that address + the UMEM headroom + 256
 // bytes of XDP_PACKET_HEADROOM, and is at most ChunkSize − headroom − 256
 // bytes long (longer frames are dropped, and a zero-copy driver programs
-// exactly that buffer size into its NIC). The chunk must lie inside the
+// exactly that buffer size into its NIC). Some zero-copy drivers also let
+// the NIC write in front of the frame: Linux's virtio_net posts each chunk
+// from data − hdr_len, so the device writes its own virtio_net_hdr (12
+// bytes; 20 with hash reports) there (virtnet_add_recvbuf_xsk); Intel's
+// and Mellanox's drivers write only at the data address. The chunk must lie inside the
 // UMEM and, for a zero-copy driver, must not cross a page boundary between
 // pages that are not contiguous for DMA (4 KiB pages unless guest RAM is
 // backed by hugepages).
@@ -18,8 +22,11 @@ import "fmt"
 // ends where the buffer ends obeys those rules. The headroom bytes in front
 // of the frame are guest memory the driver did not lend: nothing may write
 // them. In copy mode the kernel copies the frame (and XDP metadata, which
-// govmm's program never sets) only; a zero-copy driver DMAs only the frame
-// at the data address. The UMEM headroom is chosen so that the kernel's
+// govmm's program never sets) only; a zero-copy driver DMAs the frame at
+// the data address and at most DriverHeader bytes in front of it, which
+// must then fall inside the guest's own header slot (DriverHeader ≤ the
+// guest's HdrLen, checked per buffer): the NIC writes its header where
+// govmm writes the guest's a moment later. The UMEM headroom is chosen so that the kernel's
 // frame limit is exactly the guest's largest frame (XDPHeadroomFor): the
 // kernel then never writes past a buffer that holds one.
 
@@ -35,6 +42,9 @@ type XDPRules struct {
 	// PageSize, if not 0, is the granule a chunk must not cross (zero-copy
 	// drivers DMA within one page; copy mode does not care).
 	PageSize uint64
+	// DriverHeader is how many bytes in front of the frame a zero-copy
+	// driver lets its NIC write (0 in copy mode; see above).
+	DriverHeader uint32
 }
 
 // FrameSize is the largest frame the kernel writes into one chunk.
@@ -60,17 +70,19 @@ type XDPReason int
 
 // XDP decisions.
 const (
-	XDPZeroCopy    XDPReason = iota
-	XDPSegmented             // the header and a largest frame are not in one segment
-	XDPTooSmall              // the first segment cannot hold the header and a largest frame
-	XDPBeforeUMEM            // the chunk would start before the UMEM (a buffer at its very start)
-	XDPPastUMEM              // the chunk would end past the UMEM
-	XDPCrossesPage           // zero-copy driver: the chunk crosses a page boundary
-	xdpReasons
+	XDPZeroCopy     XDPReason = iota
+	XDPSegmented              // the header and a largest frame are not in one segment
+	XDPTooSmall               // the first segment cannot hold the header and a largest frame
+	XDPBeforeUMEM             // the chunk would start before the UMEM (a buffer at its very start)
+	XDPPastUMEM               // the chunk would end past the UMEM
+	XDPCrossesPage            // zero-copy driver: the chunk crosses a page boundary
+	XDPDriverHeader           // zero-copy driver: its NIC writes more in front of the frame than the guest's header slot
+	XDPReasons                // how many reasons there are
 )
 
 func (r XDPReason) String() string {
-	return [...]string{"zero-copy", "segmented", "too small", "before the UMEM", "past the UMEM", "crosses a page"}[r]
+	return [...]string{"zero-copy", "segmented", "too small", "before the UMEM", "past the UMEM", "crosses a page",
+		"driver header"}[r]
 }
 
 // DecideXDP decides one receive buffer whose first segment starts at span
@@ -80,6 +92,8 @@ func (r XDPReason) String() string {
 func DecideXDP(r XDPRules, l GuestLayout, off uint64, segLen, segs int) (fill uint64, why XDPReason) {
 	frame := uint64(r.FrameSize())
 	switch {
+	case r.DriverHeader > uint32(l.HdrLen):
+		return 0, XDPDriverHeader
 	case frame == 0 || segLen < 0 || uint64(segLen) < uint64(l.HdrLen)+frame:
 		if segs > 1 {
 			return 0, XDPSegmented

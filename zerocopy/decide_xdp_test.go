@@ -54,6 +54,8 @@ func TestDecideXDP(t *testing.T) {
 		{"crosses a page (zero-copy driver)", 4096 + 3000, 1530, 1, XDPRules{ChunkSize: 2048, Headroom: h, UMEMSize: 1 << 20, PageSize: 4096}, XDPCrossesPage},
 		{"within a page (zero-copy driver)", 4096 + 1000, 1530, 1, XDPRules{ChunkSize: 2048, Headroom: h, UMEMSize: 1 << 20, PageSize: 4096}, XDPZeroCopy},
 		{"copy mode ignores pages", 4096 + 3000, 1530, 1, r, XDPZeroCopy},
+		{"virtio_net's 12-byte header lands in the guest's", 4096 + 1000, 1530, 1, XDPRules{ChunkSize: 2048, Headroom: h, UMEMSize: 1 << 20, PageSize: 4096, DriverHeader: 12}, XDPZeroCopy},
+		{"a 20-byte header (hash reports) would not", 4096 + 1000, 1530, 1, XDPRules{ChunkSize: 2048, Headroom: h, UMEMSize: 1 << 20, PageSize: 4096, DriverHeader: 20}, XDPDriverHeader},
 		{"no frame fits the chunk", 4096, 4096, 1, XDPRules{ChunkSize: 2048, Headroom: 2000, UMEMSize: 1 << 20}, XDPTooSmall},
 	}
 	for _, c := range cases {

@@ -14,10 +14,11 @@ type PinLimit struct {
 }
 
 // DefaultPinLimit derives the cap from the virtio rx queue size: one
-// queue's worth of chains, each up to a page. A well-behaved Linux guest
-// never hits it — mergeable buffers are at most a page (1536..4096 bytes),
-// and big-packets chains (19 descriptors, ~72 KiB) fit only queueSize/19 at
-// a time — while a hostile one posting 64 KiB chains gets 16 of them.
+// queue's worth of chains, each up to a page. A Linux guest with mergeable
+// buffers (at most a page each) never hits it; without them it posts
+// big-packets chains (~72 KiB, one indirect ring entry each), of which it
+// holds 14, all on the copy fallback; a hostile guest posting 64 KiB
+// chains gets 16.
 // For the common 256-entry queue: 256 chains, 1 MiB, i.e. ~0.8 ms of
 // 10 Gbit/s line rate, well above any interrupt moderation interval.
 func DefaultPinLimit(queueSize int) PinLimit {

@@ -35,6 +35,7 @@ type RunCmd struct {
 	KVM         string   `help:"KVM device." default:"/dev/kvm" name:"kvm" placeholder:"PATH"`
 	NoReboot    bool     `help:"Exit when the guest resets instead of booting it again." name:"no-reboot"`
 	HugePages   bool     `help:"Back guest RAM with 2 MiB hugepages from the host's pool (/proc/sys/vm/nr_hugepages): a zero-copy AF_XDP NIC can then DMA into any guest buffer (a 2 KiB chunk crosses a 4 KiB page, rarely a 2 MiB one)." name:"mem-hugepages"`
+	THP         bool     `help:"Ask for transparent hugepages for guest RAM (2 MiB-aligned, MADV_HUGEPAGE), as QEMU does: fewer nested page faults; advice the host may ignore." name:"mem-thp"`
 	CPUPin      string   `help:"Pin vCPU threads to host CPUs and keep govmm's other threads off them: off, auto (the last CPUs, one per vCPU, if one is left for the devices), or a list (one CPU per vCPU, e.g. 3,5)." default:"off" name:"cpu-pin" placeholder:"off|auto|LIST"`
 	CPUPinScope string   `help:"With --cpu-pin, which other threads are kept off the vCPUs' CPUs: pollers (the virtio-net queue workers, whose poll timers would interrupt a vCPU), all (every other thread), vcpus (none)." default:"pollers" name:"cpu-pin-scope" placeholder:"pollers|all|vcpus"`
 	Seccomp     string   `help:"System-call filter once the machine is built: on (a call off govmm's allow-list stops it with SIGSYS), log (allowed, and logged by the kernel: dmesg audit type=1326; to find what a new code path needs), off." default:"on" name:"seccomp" placeholder:"on|log|off"`
@@ -238,6 +239,7 @@ func (r *RunCmd) config() (machine.Config, error) {
 			Cmdline:   r.Cmdline,
 			MemBytes:  mem,
 			HugePages: r.HugePages,
+			THP:       r.THP,
 			CPUs:      r.CPUs,
 			Console:   os.Stdout,
 			Placement: place,

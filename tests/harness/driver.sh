@@ -28,6 +28,15 @@ trace_check() {
 	fi
 	echo 0 >$T/events/kvm/enable
 }
+# trace_tail prints KVM's last events of a scenario that timed out (the dump above has the vCPUs'
+# registers; these say what KVM did with the guest since: exits in a loop, or nothing at all).
+trace_tail() {
+	[ -n "$T" ] || return 0
+	echo 0 >$T/tracing_on
+	echo "L1-TRACE: the scenario timed out; KVM's last events:"
+	grep -v '^#' $T/trace | tail -200 | sed 's/^/L1-TRACE: /'
+	echo 1 >$T/tracing_on
+}
 while read -r name secs; do
 	[ -n "$name" ] || continue
 	WORK=/tmp/work/$name OVERLAY=$S/$name.cpio.gz
@@ -41,7 +50,8 @@ while read -r name secs; do
 	pid=$!
 	# The sleep must not hold stdout: an orphaned sleep would keep pipes open after a normal exit.
 	# On a timeout, every govmm dumps its device state (SIGUSR1) before the kill.
-	(sleep "$secs" </dev/null >/dev/null 2>&1 && { echo "SCENARIO-TIMEOUT $name"; killall -USR1 govmm; sleep 2; kill -KILL -"$pid"; }) 2>/dev/null &
+	# KVM's last events go with it: whether the guest still exits (and how), or sits silent in KVM_RUN.
+	(sleep "$secs" </dev/null >/dev/null 2>&1 && { echo "SCENARIO-TIMEOUT $name"; killall -USR1 govmm; sleep 2; trace_tail; kill -KILL -"$pid"; }) 2>/dev/null &
 	wd=$!
 	wait "$pid"
 	rc=$?

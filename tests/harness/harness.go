@@ -43,6 +43,12 @@ type Env struct {
 	HostKernel string // L1 bzImage
 	HostBase   string // L1 base initramfs; Run appends a per-run overlay
 	HostQEMU   string // the QEMU that runs the test host (see pickHostQEMU)
+	// HostNICPair gives the test host two virtio-net NICs (eth0, eth1)
+	// joined by one hub in the outer QEMU, with the DMA API on (a NIC
+	// whose driver can do AF_XDP zero-copy): a frame sent on one arrives
+	// on the other, written by the outer QEMU straight into the buffers
+	// the receiving driver posted. See WithTestHost.
+	HostNICPair bool
 
 	boot func(t T, s []Scenario) []Result // tests: stands in for one test-host boot
 }
@@ -195,6 +201,39 @@ func setup(t T) (*Env, error) {
 		t.Logf("harness: test host QEMU: %s (%s)", env.HostQEMU, why)
 	}
 	return env, nil
+}
+
+// TestHostOptions pick a test host other than the default one.
+type TestHostOptions struct {
+	// Kernel is the L1 kernel's Debian package (linux-image-VER, e.g. 6.12
+	// from bookworm-backports), built by build-testhost into its own
+	// directory.
+	Kernel  string
+	NICPair bool // Env.HostNICPair
+}
+
+// WithTestHost returns a copy of e whose test host is built to o, or an
+// error that says why it cannot be (then the caller skips: such a host is
+// an option, not a requirement). Nested mode only.
+func (e *Env) WithTestHost(t T, o TestHostOptions) (*Env, error) {
+	t.Helper()
+	if e.Mode != Nested {
+		return nil, fmt.Errorf("a test host of its own needs nested mode (this run is %s)", e.Mode)
+	}
+	c := *e
+	c.HostNICPair = o.NICPair
+	if o.Kernel != "" {
+		cmd := exec.Command(filepath.Join(e.Repo, "guest-images", "build-testhost"))
+		cmd.Env = append(os.Environ(), "GOVMM_TESTHOST_KERNEL="+o.Kernel, "GOVMM_CACHE="+e.Cache)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("build-testhost with %s: %w\n%s", o.Kernel, err, out)
+		}
+		dir := filepath.Join(e.Cache, "testhost-"+strings.TrimPrefix(o.Kernel, "linux-image-"))
+		c.HostKernel = filepath.Join(dir, "bzImage")
+		c.HostBase = filepath.Join(dir, "base.cpio.gz")
+		t.Logf("harness: test host kernel %s", o.Kernel)
+	}
+	return &c, nil
 }
 
 func repoRoot() (string, error) {

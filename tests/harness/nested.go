@@ -248,6 +248,15 @@ func (e *Env) bootTestHost(t T, initrd string, timeout time.Duration, logPath st
 	args := append(append([]string{}, TestHostQEMUArgs...),
 		"-serial", "file:"+hostKernelLog(logPath), "-d", hostQEMUTrace(), "-D", hostQEMULog(logPath),
 		"-kernel", e.HostKernel, "-initrd", initrd, "-append", "console=ttyS1 panic=-1 loglevel=7 edd=off")
+	if e.HostNICPair {
+		// Two NICs on one hub: what one sends, the other receives. The DMA
+		// API (iommu_platform) is what Linux's virtio_net needs for AF_XDP
+		// zero-copy; mergeable buffers, not big packets, for XDP at all.
+		for i := range 2 {
+			args = append(args, "-netdev", fmt.Sprintf("hubport,id=hp%d,hubid=7", i),
+				"-device", fmt.Sprintf("virtio-net-pci,netdev=hp%d,mac=52:54:00:77:00:%02x,disable-legacy=on,iommu_platform=on,mrg_rxbuf=on,romfile=", i, i+1))
+		}
+	}
 	qemu := e.HostQEMU
 	if qemu == "" {
 		qemu = "qemu-system-x86_64"

@@ -49,6 +49,7 @@ type Memory struct {
 	starts  []uint64 // starts[i]: region i's offset in span
 	mapping []byte   // what was mmapped (span, and a hugepage tail)
 	huge    bool
+	mmapped bool // mapping came from unix.Mmap (else mapAligned)
 }
 
 // Layout describes one region to create: [GPA, GPA+Size).
@@ -75,6 +76,14 @@ type Options struct {
 	// pool (/proc/sys/vm/nr_hugepages): fewer TLB misses for the guest,
 	// and memory a zero-copy NIC can DMA into across 4 KiB boundaries.
 	HugePages bool
+	// THP places the mapping on a 2 MiB boundary and advises transparent
+	// hugepages (MADV_HUGEPAGE), as QEMU does for its guest RAM: a guest
+	// 2 MiB page then sits on one host huge page, which KVM maps with one
+	// nested page-table entry (fewer nested page faults, far fewer
+	// mmu-notifier updates under a running guest). Advice only: a host with
+	// THP off keeps 4 KiB pages. Off by default until its effect on the
+	// nested test host is measured (README, Known problems).
+	THP bool
 }
 
 // HugePageSize is the page size of Options.HugePages.
@@ -108,22 +117,23 @@ func Map(layout []Layout, o Options) (*Memory, error) {
 	if total == 0 || size < total || size > uint64(^uint(0)>>1)-HugePageSize {
 		return nil, fmt.Errorf("guestmem: %d bytes of RAM and %d of scratch cannot be mapped", total, scratch)
 	}
-	b, err := mapAligned(uintptr(size), flags)
+	var b []byte
+	var err error
+	if o.THP || o.HugePages {
+		b, err = mapAligned(uintptr(size), flags)
+	} else {
+		b, err = unix.Mmap(-1, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, flags)
+	}
 	if err != nil {
 		if o.HugePages {
 			return nil, fmt.Errorf("guestmem: %d MiB of 2 MiB hugepages: %w (reserve them: /proc/sys/vm/nr_hugepages)", size>>20, err)
 		}
 		return nil, fmt.Errorf("guestmem: mmap %d bytes: %w", size, err)
 	}
-	if !o.HugePages {
-		// As QEMU does: transparent hugepages where the host allows them.
-		// A guest 2 MiB page then sits on one host huge page, which KVM maps
-		// with one nested page-table entry: fewer nested page faults, and
-		// far fewer mmu-notifier updates of the guest's mappings while it
-		// runs. Advice only; a host with THP off keeps 4 KiB pages.
+	if o.THP && !o.HugePages {
 		_ = unix.Madvise(b, unix.MADV_HUGEPAGE)
 	}
-	m := &Memory{span: b, huge: o.HugePages}
+	m := &Memory{span: b, huge: o.HugePages, mmapped: !o.THP && !o.HugePages}
 	off := uint64(0)
 	for _, l := range layout {
 		// Full slice expressions: no append can grow a region into the next.
@@ -219,7 +229,13 @@ func mapAligned(size uintptr, flags int) ([]byte, error) {
 func (m *Memory) Close() error {
 	var err error
 	if m.mapping != nil {
-		if e := unix.MunmapPtr(unsafe.Pointer(unsafe.SliceData(m.mapping)), uintptr(len(m.mapping))); e != nil {
+		unmap := func() error {
+			return unix.MunmapPtr(unsafe.Pointer(unsafe.SliceData(m.mapping)), uintptr(len(m.mapping)))
+		}
+		if m.mmapped {
+			unmap = func() error { return unix.Munmap(m.mapping) }
+		}
+		if e := unmap(); e != nil {
 			err = fmt.Errorf("guestmem: munmap: %w", e)
 		}
 	}

@@ -235,11 +235,11 @@ func TestHugePages(t *testing.T) {
 	require.Equal(t, uint64(os.Getpagesize()), plain.PageSize())
 }
 
-// Guest RAM starts on a 2 MiB boundary and carries the transparent
-// hugepage advice (VmFlags "hg" in smaps), as QEMU's does; nothing of the
-// alignment slack stays mapped.
+// With THP, guest RAM starts on a 2 MiB boundary and carries the
+// transparent hugepage advice (VmFlags "hg" in smaps), as QEMU's does;
+// nothing of the alignment slack stays mapped.
 func TestRAMAlignedForHugePages(t *testing.T) {
-	m, err := New([]Layout{{GPA: 0, Size: 6 << 20}})
+	m, err := Map([]Layout{{GPA: 0, Size: 6 << 20}}, Options{THP: true})
 	require.NoError(t, err)
 	defer m.Close()
 	start := uintptr(unsafe.Pointer(&m.Span()[0]))

@@ -76,7 +76,7 @@ type Stats struct {
 	RxFrames, RxZeroCopyFrames, RxCopiedFrames, RxCopiedBytes, RxDropped atomic.Uint64
 	TxFrames, TxZeroCopyFrames, TxCopiedFrames, TxCopiedBytes, TxDropped atomic.Uint64
 	// RxCopyReasons counts buffers put on the copy lane, by reason.
-	RxCopyReasons [6]atomic.Uint64
+	RxCopyReasons [zerocopy.XDPReasons]atomic.Uint64
 }
 
 // entry is one fill-ring chunk: a guest buffer (zero-copy) or a bounce
@@ -96,6 +96,7 @@ type Model struct {
 	prog    *xsk.Program
 	rules   zerocopy.XDPRules
 	layout  zerocopy.GuestLayout
+	drvHdr  uint32 // bytes the NIC writes in front of a frame when zero-copy (driverHeader)
 	span    []byte
 	scratch uint64 // span offset of this model's scratch
 	Stats   Stats
@@ -174,6 +175,17 @@ func New(cfg Config) (*Model, error) {
 		scratch: uint64(len(span)-len(scratch)) + cfg.ScratchOff,
 		rules:   zerocopy.XDPRules{ChunkSize: chunkSize, Headroom: head, UMEMSize: uint64(len(span))},
 		held:    make(map[uint64]entry, 2*ringSize), inflight: make(map[uint64]txEntry, 2*ringSize), stopFD: -1}
+	// Read once, here: sysfs is off seccomp's allow-list once the guest runs,
+	// and the socket is opened again on every driver reset.
+	hdr, drv, err := driverHeader("/sys", cfg.Ifname)
+	if err != nil {
+		hdr = ^uint32(0) // cannot tell: every buffer on the copy lane
+		m.log.Warn("afxdp: the driver's receive header size is unknown; in zero-copy mode every frame is copied", "if", cfg.Ifname, "err", err)
+	} else if hdr > uint32(layout.HdrLen) {
+		m.log.Warn("afxdp: the NIC writes more in front of each frame than the guest's header holds; in zero-copy mode every frame is copied",
+			"if", cfg.Ifname, "driver", drv, "bytes", hdr)
+	}
+	m.drvHdr = hdr
 	for i := 0; i < bounceChunks; i++ {
 		m.rxFree = append(m.rxFree, i)
 		m.txFree = append(m.txFree, i)
@@ -232,11 +244,13 @@ func (m *Model) openHere() error {
 		return fmt.Errorf("afxdp: %s queue %d: %w", m.cfg.Ifname, m.cfg.Queue, err)
 	}
 	m.sock, m.zc = s, s.ZeroCopy()
-	m.rules.PageSize = 0
+	m.rules.PageSize, m.rules.DriverHeader = 0, 0
 	if m.zc {
 		// A zero-copy driver DMAs a chunk within one page of guest RAM
-		// (4 KiB, or 2 MiB with --mem-hugepages).
+		// (4 KiB, or 2 MiB with --mem-hugepages), and may let its NIC
+		// write in front of the frame (virtio_net: its header).
 		m.rules.PageSize = m.cfg.Mem.PageSize()
+		m.rules.DriverHeader = m.drvHdr
 	}
 	return nil
 }
