@@ -2,7 +2,7 @@
 // race detector (whose runtime threads make system calls govmm never
 // does): it installs the filter in the mode of its first argument, does
 // what a running VMM does (goroutines, timers, the --stats file's
-// write-and-rename) and then, if its second argument is "exec", a call the
+// write-and-rename, listing its threads for --cpu-pin) and then, if its second argument is "exec", a call the
 // filter refuses. "xdp" installs the filter with the AF_XDP feature, opens
 // an AF_XDP socket (allowed) and then an AF_INET one (refused).
 package main
@@ -37,6 +37,9 @@ func main() {
 	check(err)
 	check(tmp.Close())
 	check(os.Rename(tmp.Name(), filepath.Join(dir, "stats.json")))
+	// --cpu-pin-scope all moves every thread: it lists them first.
+	_, err = os.ReadDir("/proc/self/task")
+	check(err)
 	fmt.Println("CHILD: allowed work done")
 	if os.Args[2] == "xdp" {
 		fd, err := unix.Socket(unix.AF_XDP, unix.SOCK_RAW, 0)
