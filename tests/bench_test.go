@@ -84,7 +84,7 @@ func TestBenchmarkTable(t *testing.T) {
 	if os.Getenv("GOVMM_BENCH") != "1" {
 		t.Skip("set GOVMM_BENCH=1 (make bench)")
 	}
-	env := harness.Setup(t)
+	env := harness.Setup(t).Defaults() // govmm as a user runs it: no pinning
 	files := map[string]string{"/bench.sh": benchGuest}
 	cmdline := `"console=ttyS0 panic=-1 quiet govmm.ip=` + guestIP + `/24 govmm.run=/bench.sh"`
 	govmm := `"$GOVMM" run --no-reboot --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M --net tap=tap0,mac=` + guestMAC

@@ -39,7 +39,7 @@ func TestExperiment(t *testing.T) {
 	if os.Getenv("GOVMM_EXPERIMENT_TRACE") == "1" {
 		trace = "TRACEWIN=1\n" // see exitTraceScript
 	}
-	env := harness.Setup(t)
+	env := harness.Setup(t).Defaults() // govmm as a user runs it: no pinning
 	files := map[string]string{"/profile.sh": profileGuest}
 	cmdline := `"console=ttyS0 panic=-1 quiet govmm.ip=` + guestIP + `/24 govmm.run=/profile.sh"`
 	var variants []harness.Scenario

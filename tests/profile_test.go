@@ -88,7 +88,7 @@ func TestProfile(t *testing.T) {
 	if os.Getenv("GOVMM_PROFILE") != "1" {
 		t.Skip("set GOVMM_PROFILE=1 (make profile)")
 	}
-	env := harness.Setup(t)
+	env := harness.Setup(t).Defaults() // govmm as a user runs it: no pinning
 	files := map[string]string{"/profile.sh": profileGuest}
 	cmdline := `"console=ttyS0 panic=-1 quiet govmm.ip=` + guestIP + `/24 govmm.run=/profile.sh"`
 	var sc []harness.Scenario

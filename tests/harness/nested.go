@@ -202,7 +202,7 @@ func (e *Env) nestedInitrd(dir, dst string, scenarios []Scenario) error {
 			return fmt.Errorf("scenario %s: %w", s.Name, err)
 		}
 		files = append(files,
-			File{Path: "scenario/" + s.Name + ".sh", Mode: 0o755, Data: []byte(s.HostScript)},
+			File{Path: "scenario/" + s.Name + ".sh", Mode: 0o755, Data: []byte(e.scenarioScript(s))},
 			File{Path: "scenario/" + s.Name + ".cpio.gz", Mode: 0o644, Data: data})
 	}
 	files = append(files, File{Path: "scenario/list", Mode: 0o644, Data: []byte(list.String())})
@@ -316,4 +316,12 @@ func sanitize(name string) string {
 		}
 		return r
 	}, name)
+}
+
+// scenarioScript is s's host script with Env.GovmmEnv exported first.
+func (e *Env) scenarioScript(s Scenario) string {
+	if len(e.GovmmEnv) == 0 {
+		return s.HostScript
+	}
+	return "export " + strings.Join(e.GovmmEnv, " ") + "\n" + s.HostScript
 }
