@@ -49,7 +49,6 @@ type Memory struct {
 	starts  []uint64 // starts[i]: region i's offset in span
 	mapping []byte   // what was mmapped (span, and a hugepage tail)
 	huge    bool
-	mmapped bool // mapping came from unix.Mmap (else mapAligned)
 }
 
 // Layout describes one region to create: [GPA, GPA+Size).
@@ -122,7 +121,7 @@ func Map(layout []Layout, o Options) (*Memory, error) {
 	if o.THP || o.HugePages {
 		b, err = mapAligned(uintptr(size), flags)
 	} else {
-		b, err = unix.Mmap(-1, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, flags)
+		b, err = mapAnywhere(uintptr(size), flags)
 	}
 	if err != nil {
 		if o.HugePages {
@@ -133,7 +132,7 @@ func Map(layout []Layout, o Options) (*Memory, error) {
 	if o.THP && !o.HugePages {
 		_ = unix.Madvise(b, unix.MADV_HUGEPAGE)
 	}
-	m := &Memory{span: b, huge: o.HugePages, mmapped: !o.THP && !o.HugePages}
+	m := &Memory{span: b, huge: o.HugePages}
 	off := uint64(0)
 	for _, l := range layout {
 		// Full slice expressions: no append can grow a region into the next.
@@ -194,6 +193,16 @@ func FromRegions(regions ...Region) (*Memory, error) {
 	return m, nil
 }
 
+// mapAnywhere maps size bytes where the kernel likes; Close unmaps it by
+// address, as it does mapAligned's.
+func mapAnywhere(size uintptr, flags int) ([]byte, error) {
+	p, err := unix.MmapPtr(-1, 0, nil, size, unix.PROT_READ|unix.PROT_WRITE, flags)
+	if err != nil {
+		return nil, err
+	}
+	return unsafe.Slice((*byte)(p), size), nil
+}
+
 // mapAligned maps size bytes at a 2 MiB-aligned address: guest-physical
 // 2 MiB pages (and regions, whose GPAs and sizes are 2 MiB multiples in
 // practice) then line up with host huge pages. It reserves size plus one
@@ -229,13 +238,7 @@ func mapAligned(size uintptr, flags int) ([]byte, error) {
 func (m *Memory) Close() error {
 	var err error
 	if m.mapping != nil {
-		unmap := func() error {
-			return unix.MunmapPtr(unsafe.Pointer(unsafe.SliceData(m.mapping)), uintptr(len(m.mapping)))
-		}
-		if m.mmapped {
-			unmap = func() error { return unix.Munmap(m.mapping) }
-		}
-		if e := unmap(); e != nil {
+		if e := unix.MunmapPtr(unsafe.Pointer(unsafe.SliceData(m.mapping)), uintptr(len(m.mapping))); e != nil {
 			err = fmt.Errorf("guestmem: munmap: %w", e)
 		}
 	}
