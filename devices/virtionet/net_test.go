@@ -159,6 +159,17 @@ func newRigEventIdx(t *testing.T, mergeable bool, features uint64, eventIdx bool
 }
 
 // active returns the device's activation.
+// postRx has the driver post one 2 KiB receive buffer and reports whether
+// it must kick for it.
+func (r *rig) postRx(t *testing.T) bool {
+	t.Helper()
+	_, err := r.rxD.AddChain(nil, []uint32{2048})
+	require.NoError(t, err)
+	need, err := r.rxD.NeedsKick()
+	require.NoError(t, err)
+	return need
+}
+
 // receiveRefilling delivers frames one at a time into buffers the model
 // holds and reaps each as the driver would, which then refills at once, as
 // Linux's NAPI poll does (refill reports whether the driver must kick). It
@@ -352,13 +363,7 @@ func TestCappedModelIsNotOfferedWhatItRefuses(t *testing.T) {
 	r.model.mu.Lock()
 	r.model.capN = 4
 	r.model.mu.Unlock()
-	post := func() bool {
-		_, err := r.rxD.AddChain(nil, []uint32{2048})
-		require.NoError(t, err)
-		need, err := r.rxD.NeedsKick()
-		require.NoError(t, err)
-		return need
-	}
+	post := func() bool { return r.postRx(t) }
 	for range 60 {
 		post()
 	}
@@ -386,13 +391,7 @@ func TestRefillNeedsNoKicksWhileModelHoldsPlenty(t *testing.T) {
 	for _, eventIdx := range []bool{true, false} {
 		t.Run(fmt.Sprintf("event_idx=%v", eventIdx), func(t *testing.T) {
 			r := newRigEventIdx(t, true, 0, eventIdx)
-			post := func() bool {
-				_, err := r.rxD.AddChain(nil, []uint32{2048})
-				require.NoError(t, err)
-				need, err := r.rxD.NeedsKick()
-				require.NoError(t, err)
-				return need
-			}
+			post := func() bool { return r.postRx(t) }
 			for range 64 {
 				post()
 			}
