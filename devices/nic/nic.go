@@ -140,7 +140,9 @@ type Model interface {
 	// PostRx lends receive buffers. The model owns them until it reports
 	// them in a Sink.RxFrames call or returns them from Stop. It must not
 	// block. It reports how many of bufs it accepted (a model with a
-	// bounded ring may take fewer; the device keeps the rest).
+	// bounded ring may take fewer; the device keeps the rest). A model
+	// that is not running (before Start, or once Stop has begun) takes
+	// none: a sink may still lend from a callback racing with Stop.
 	PostRx(bufs []Buf) int
 	// Transmit sends frames. Each Buf is one frame (header first). The
 	// model reports completion through Sink.TxDone, possibly before

@@ -552,6 +552,14 @@ func testStopWhileBusy(t *testing.T, r *rig) {
 	time.Sleep(50 * time.Millisecond) // a late RxFrames would show now
 	close(stop)
 	<-sent
+	// A stopped model takes nothing: a buffer it took now would never come
+	// back (its Stop has already handed back what it held).
+	if n := d.post(s.post); n != 0 {
+		d.mu.Lock()
+		d.fault("PostRx after Stop took %d buffers", n)
+		clear(d.lent)
+		d.mu.Unlock()
+	}
 	d.check()
 	if t.Failed() {
 		return

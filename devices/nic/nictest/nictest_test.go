@@ -44,6 +44,9 @@ func (m *wireModel) Start(cfg nic.Config, s nic.Sink) error {
 func (m *wireModel) PostRx(b []nic.Buf) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if !m.running && m.flaw != "post-after-stop" {
+		return 0
+	}
 	for _, x := range b { // the Segs slices are the model's to keep, not the array
 		m.bufs = append(m.bufs, nic.Buf{ID: x.ID, Segs: slices.Clone(x.Segs)})
 	}
@@ -120,14 +123,14 @@ func (m *wireModel) deliver(frame []byte) {
 }
 
 func (m *wireModel) Stop() []nic.Buf {
-	defer func() {
-		if m.flaw != "after-stop" {
-			m.delivering.Wait()
-		}
-	}()
+	m.mu.Lock()
+	m.running = false
+	m.mu.Unlock()
+	if m.flaw != "after-stop" {
+		m.delivering.Wait() // a delivery in flight reports before Stop takes the rest
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.running = false
 	b := m.bufs
 	m.bufs = nil
 	switch {
@@ -190,6 +193,7 @@ func TestKitCatchesBrokenModels(t *testing.T) {
 		"no-txdone-malformed": "never reported done",
 		"twice-txdone":        "not in flight (never sent, or reported twice)",
 		"strip-offload":       "bad UDP checksum",
+		"post-after-stop":     "PostRx after Stop took",
 	} {
 		t.Run(flaw, func(t *testing.T) {
 			cmd := exec.Command(os.Args[0], "-test.run=^TestBrokenModel$", "-test.count=1")

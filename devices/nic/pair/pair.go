@@ -58,6 +58,9 @@ func (e *End) Start(cfg nic.Config, sink nic.Sink) error {
 func (e *End) PostRx(bufs []nic.Buf) int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if !e.running {
+		return 0 // stopped: Stop may already have handed back what it held
+	}
 	e.bufs = append(e.bufs, bufs...)
 	return len(bufs)
 }
@@ -81,10 +84,14 @@ func (e *End) Transmit(frames []nic.Buf) {
 func (e *End) Stop() []nic.Buf {
 	e.mu.Lock()
 	e.running = false
+	e.mu.Unlock()
+	// A delivery in flight may still report buffers (and its sink may lend
+	// more, which PostRx now refuses): take what is held only after it.
+	e.delivering.Wait() // no Add after running went false
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	b := e.bufs
 	e.bufs = nil
-	e.mu.Unlock()
-	e.delivering.Wait() // no Add after running went false
 	return b
 }
 

@@ -37,11 +37,12 @@ type Tap struct {
 	sink nic.Sink
 	need int // bytes of buffer a read must have room for
 
-	mu       sync.Mutex
-	bufs     []nic.Buf // posted, not yet used
-	done     chan struct{}
-	started  bool
-	stopping atomic.Bool // Stop is waiting for the reader
+	mu        sync.Mutex
+	bufs      []nic.Buf // posted, not yet used
+	accepting bool      // PostRx takes buffers: between Start and Stop
+	done      chan struct{}
+	started   bool
+	stopping  atomic.Bool // Stop is waiting for the reader
 
 	iov   [][]byte     // reader-only scratch
 	rxv   osthread.IOV // reader-only
@@ -170,6 +171,9 @@ func (t *Tap) Start(cfg nic.Config, sink nic.Sink) error {
 	}
 	t.done = make(chan struct{})
 	t.started = true
+	t.mu.Lock()
+	t.accepting = true
+	t.mu.Unlock()
 	go t.reader()
 	return nil
 }
@@ -177,6 +181,10 @@ func (t *Tap) Start(cfg nic.Config, sink nic.Sink) error {
 // PostRx implements nic.Model; the tap takes every buffer.
 func (t *Tap) PostRx(bufs []nic.Buf) int {
 	t.mu.Lock()
+	if !t.accepting {
+		t.mu.Unlock()
+		return 0 // stopped: Stop may already have handed back what it held
+	}
 	t.bufs = append(t.bufs, bufs...)
 	t.mu.Unlock()
 	signal(t.postFD)
@@ -199,6 +207,9 @@ func (t *Tap) Transmit(frames []nic.Buf) {
 
 // Stop implements nic.Model.
 func (t *Tap) Stop() []nic.Buf {
+	t.mu.Lock()
+	t.accepting = false
+	t.mu.Unlock()
 	if t.started {
 		t.stopping.Store(true) // seen between frames when the reader never polls
 		signal(t.stopFD)
