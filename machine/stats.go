@@ -25,6 +25,10 @@ type NetStats struct {
 	TxBytes           uint64 `json:"tx_bytes"`
 	TxZeroCopyFrames  uint64 `json:"tx_zerocopy_frames"`
 	TxCopiedBytes     uint64 `json:"tx_copied_bytes"`
+	// TxOffloaded: guest frames whose checksum or TCP segmentation govmm
+	// finished in software, making TxSegments wire frames (AF_XDP).
+	TxOffloaded       uint64 `json:"tx_offloaded,omitempty"`
+	TxSegments        uint64 `json:"tx_segments,omitempty"`
 	TxBadChains       uint64 `json:"tx_bad_chains"`
 	BrokenQueues      uint64 `json:"broken_queues"`
 	SpuriousKicks     uint64 `json:"spurious_kicks"`
@@ -75,6 +79,7 @@ func (n *NIC) Stats(name string) NetStats {
 		s.RxZeroCopyFrames, s.RxCopiedFrames, s.RxCopiedBytes = st.RxZeroCopyFrames.Load(), st.RxCopiedFrames.Load(), st.RxCopiedBytes.Load()
 		s.RxDroppedNoBuffer = st.RxDropped.Load()
 		s.TxZeroCopyFrames, s.TxCopiedBytes = st.TxZeroCopyFrames.Load(), st.TxCopiedBytes.Load()
+		s.TxOffloaded, s.TxSegments = st.TxOffloaded.Load(), st.TxSegments.Load()
 		s.FallbackReasons = x.FallbackReasons()
 		return s
 	}

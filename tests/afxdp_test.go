@@ -29,7 +29,7 @@ const xdpLink = `/sbin/ip netns add far
 
 // TestAFXDP runs virtio-net on an AF_XDP socket whose UMEM is guest RAM
 // (--net xdp=), on a veth pair in the test host: ping, iperf3 both ways
-// and 64 MiB each way with sha256 checks. veth has native XDP but no
+// and a 64 MiB round trip with a sha256 check. veth has native XDP but no
 // AF_XDP zero-copy, so the socket is in copy mode: the kernel copies each
 // frame straight into the guest's buffer (no bounce buffer, no VMM copy).
 func TestAFXDP(t *testing.T) {

@@ -101,7 +101,18 @@ type Config struct {
 type Capabilities struct {
 	Csum bool // can carry partial-checksum frames both ways
 	TSO  bool // can carry GSO frames (TCP over IPv4/IPv6) both ways
+	// HostCsum and HostTSO: the model takes partial-checksum / GSO frames
+	// from the guest and finishes them itself (package gso), but delivers
+	// only complete frames of at most the MTU. Csum and TSO imply them.
+	HostCsum, HostTSO bool
 }
+
+// TakesCsum reports whether the guest may send partial-checksum frames.
+func (c Capabilities) TakesCsum() bool { return c.Csum || c.HostCsum }
+
+// TakesTSO reports whether the guest may send GSO frames (which need a
+// partial checksum as well, as virtio's HOST_TSO4/6 need CSUM).
+func (c Capabilities) TakesTSO() bool { return c.TakesCsum() && (c.TSO || c.HostTSO) }
 
 // Sink receives a model's completions. Calls may come from any goroutine
 // the model runs, but never concurrently from one model. A sink may call

@@ -105,10 +105,16 @@ func (n *Net) Features() uint64 {
 	}
 	caps := n.cfg.Model.Capabilities()
 	if caps.Csum {
-		f |= FeatCsum | FeatGuestCsum
+		f |= FeatGuestCsum
 		if caps.TSO {
-			f |= FeatGuestTSO4 | FeatGuestTSO6 | FeatGuestECN | FeatHostTSO4 | FeatHostTSO6 | FeatHostECN
+			f |= FeatGuestTSO4 | FeatGuestTSO6 | FeatGuestECN | FeatHostECN
 		}
+	}
+	if caps.TakesCsum() {
+		f |= FeatCsum
+	}
+	if caps.TakesTSO() {
+		f |= FeatHostTSO4 | FeatHostTSO6
 	}
 	return f
 }

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,7 @@ import (
 
 	"github.com/govmm/govmm/devices/nic"
 	"github.com/govmm/govmm/devices/nic/afxdp/xsk"
+	"github.com/govmm/govmm/devices/nic/gso"
 	"github.com/govmm/govmm/vmm/guestmem"
 	"github.com/govmm/govmm/zerocopy"
 )
@@ -44,14 +46,17 @@ const (
 	chunkSize = 2048
 	// ringSize is each of the socket's four rings: more than a virtqueue.
 	ringSize = 1024
-	// bounceChunks is how many rx and tx bounce chunks the copy lane has
-	// each.
-	bounceChunks = 128
+	// rxBounceChunks is how many rx bounce chunks the copy lane has.
+	rxBounceChunks = 128
+	// txBounceChunks is how many tx bounce chunks there are: the copy lane's,
+	// and the wire frames of offloaded frames (a 64 KiB TSO frame is 46 of
+	// them), so about eleven such frames can be in flight.
+	txBounceChunks = 512
 )
 
 // ScratchBytes is the host-only memory (guestmem.NewWithScratch) one model
 // needs for its bounce chunks.
-const ScratchBytes = 2 * bounceChunks * chunkSize
+const ScratchBytes = (rxBounceChunks + txBounceChunks) * chunkSize
 
 // Config configures a model.
 type Config struct {
@@ -75,6 +80,10 @@ type Config struct {
 type Stats struct {
 	RxFrames, RxZeroCopyFrames, RxCopiedFrames, RxCopiedBytes, RxDropped atomic.Uint64
 	TxFrames, TxZeroCopyFrames, TxCopiedFrames, TxCopiedBytes, TxDropped atomic.Uint64
+	// TxOffloaded counts guest frames whose checksum or segmentation
+	// govmm finished (package gso), TxSegments the wire frames they made;
+	// their bytes count in TxCopiedBytes.
+	TxOffloaded, TxSegments atomic.Uint64
 	// RxCopyReasons counts buffers put on the copy lane, by reason.
 	RxCopyReasons [zerocopy.XDPReasons]atomic.Uint64
 }
@@ -107,6 +116,7 @@ type Model struct {
 	sock     *xsk.Socket
 	sink     nic.Sink
 	hdrLen   int
+	offload  offloads // what the guest may ask of a transmitted frame
 	running  bool
 	seq      uint64
 	held     map[uint64]entry // by fill address
@@ -118,12 +128,17 @@ type Model struct {
 
 	txMu     sync.Mutex
 	inflight map[uint64]txEntry // by tx descriptor address
-	txFree   []int
-	txDescs  []xsk.Desc
-	txIDs    []uint16
-	txDone   []uint16 // Transmit's completions (tx worker)
-	rxDone   []uint16 // the receive loop's (and Stop's) completions
-	comp     []uint64
+	// txParts counts the wire frames in flight of each guest frame that
+	// went out as several (segmented): it completes with its last one.
+	txParts map[uint16]int
+	txFree  []int
+	txFrame [][]byte   // Transmit scratch: a frame's views after its header
+	txBad   gso.Header // the last refused offload request logged (one line per kind)
+	txDescs []xsk.Desc
+	txIDs   []uint16
+	txDone  []uint16 // Transmit's completions (tx worker)
+	rxDone  []uint16 // the receive loop's (and Stop's) completions
+	comp    []uint64
 
 	stopFD int
 	wg     sync.WaitGroup
@@ -174,7 +189,8 @@ func New(cfg Config) (*Model, error) {
 	m := &Model{cfg: cfg, log: cfg.Log, ns: ns, ifindex: ifindex, span: span, layout: layout,
 		scratch: uint64(len(span)-len(scratch)) + cfg.ScratchOff,
 		rules:   zerocopy.XDPRules{ChunkSize: chunkSize, Headroom: head, UMEMSize: uint64(len(span))},
-		held:    make(map[uint64]entry, 2*ringSize), inflight: make(map[uint64]txEntry, 2*ringSize), stopFD: -1}
+		held:    make(map[uint64]entry, 2*ringSize), inflight: make(map[uint64]txEntry, 2*ringSize),
+		txParts: make(map[uint16]int), stopFD: -1}
 	// Read once, here: sysfs is off seccomp's allow-list once the guest runs,
 	// and the socket is opened again on every driver reset.
 	hdr, drv, err := driverHeader("/sys", cfg.Ifname)
@@ -186,8 +202,10 @@ func New(cfg Config) (*Model, error) {
 			"if", cfg.Ifname, "driver", drv, "bytes", hdr)
 	}
 	m.drvHdr = hdr
-	for i := 0; i < bounceChunks; i++ {
+	for i := 0; i < rxBounceChunks; i++ {
 		m.rxFree = append(m.rxFree, i)
+	}
+	for i := 0; i < txBounceChunks; i++ {
 		m.txFree = append(m.txFree, i)
 	}
 	if m.prog, err = program(ns, ifindex); err != nil {
@@ -258,10 +276,14 @@ func (m *Model) openHere() error {
 // Name implements nic.Model.
 func (m *Model) Name() string { return "afxdp" }
 
-// Capabilities implements nic.Model: AF_XDP on Linux 6.1 carries neither
-// checksum nor segmentation offload requests, so none are offered and the
-// guest finishes its own frames.
-func (m *Model) Capabilities() nic.Capabilities { return nic.Capabilities{} }
+// Capabilities implements nic.Model. An AF_XDP socket carries neither
+// checksum nor segmentation requests (Linux 6.1 has no tx metadata), so
+// govmm finishes the guest's in software (package gso): the guest may send
+// 64 KiB TCP frames, one kick for 46 wire frames. Received frames arrive
+// complete and at most MTU-sized, so no receive offload is offered.
+func (m *Model) Capabilities() nic.Capabilities {
+	return nic.Capabilities{HostCsum: true, HostTSO: true}
+}
 
 // ZeroCopy reports whether the socket is bound in zero-copy mode (the
 // driver DMAs into guest RAM) rather than copy mode (the kernel copies
@@ -289,6 +311,7 @@ func (m *Model) Start(cfg nic.Config, sink nic.Sink) error {
 		return fmt.Errorf("afxdp: eventfd: %w", err)
 	}
 	m.stopFD, m.sink, m.hdrLen, m.running = fd, sink, cfg.HdrLen, true
+	m.offload = offloads{csum: cfg.HostCsum, tso4: cfg.HostCsum && cfg.HostTSO4, tso6: cfg.HostCsum && cfg.HostTSO6}
 	m.layout = zerocopy.LayoutFromConfig(nic.Config{HdrLen: cfg.HdrLen, Mergeable: cfg.Mergeable}, m.cfg.MTU)
 	m.wg.Add(1)
 	go m.rxLoop(m.sock, fd)
@@ -347,7 +370,11 @@ func (m *Model) Stop() []nic.Buf {
 		}
 		delete(m.inflight, a)
 	}
+	clear(m.txParts)
 	m.txMu.Unlock()
+	// A segmented frame had several wire frames in flight: report it once.
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
 	if len(ids) > 0 {
 		m.Stats.TxDropped.Add(uint64(len(ids)))
 		m.sinkMu.Lock()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/govmm/govmm/devices/nic"
 	"github.com/govmm/govmm/devices/nic/afxdp/xsk"
+	"github.com/govmm/govmm/devices/nic/gso"
 	"github.com/govmm/govmm/devices/nic/nictest"
 	"github.com/govmm/govmm/internal/testnet"
 	"github.com/govmm/govmm/vmm/guestmem"
@@ -214,6 +215,71 @@ func TestTransmitInPlace(t *testing.T) {
 	assert.ElementsMatch(t, []uint16{7, 8}, s.txDone)
 	assert.Equal(t, uint64(1), m.Stats.TxZeroCopyFrames.Load())
 	assert.Equal(t, uint64(1), m.Stats.TxCopiedFrames.Load())
+}
+
+// TestTransmitOffloads: a TCP GSO frame leaves as MTU-sized segments and
+// completes once, after its last segment; an offload the guest did not
+// negotiate is refused (the frame dropped and completed), and the model
+// goes on sending.
+func TestTransmitOffloads(t *testing.T) {
+	ns := testnet.NewNetns(t)
+	vethPair(t, ns, "xv0", "xv1")
+	mem, err := guestmem.NewWithScratch([]guestmem.Layout{{GPA: 0, Size: 1 << 20}}, ScratchBytes)
+	require.NoError(t, err)
+	defer mem.Close()
+	ram := mem.Regions()[0].Host
+	m := newOnVeth(t, ns, mem, xsk.ModeCopy)
+	defer m.Close()
+	s := &sink{}
+	require.NoError(t, m.Start(nic.Config{HdrLen: 12, Mergeable: true, HostCsum: true, HostTSO4: true}, s))
+	var pw *nictest.PacketWire
+	ns.Do(func() { pw, err = nictest.NewPacketWire("xv1") })
+	require.NoError(t, err)
+	defer pw.Close()
+
+	// A TCP/IPv4 frame with 10,000 payload bytes, MSS 1448: 7 segments.
+	f := make([]byte, 14+20+20+10000)
+	copy(f, []byte{2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0, 0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 6, 0, 0, 192, 0, 2, 1, 198, 51, 100, 1})
+	f[14+20+12], f[14+20+13] = 5<<4, 0x18
+	for i := 54; i < len(f); i++ {
+		f[i] = byte(i * 7)
+	}
+	hdr := func(typ uint8) []byte {
+		h := make([]byte, 12)
+		h[0], h[1] = gso.FlagNeedsCsum, typ
+		binary.LittleEndian.PutUint16(h[4:], 1448)
+		binary.LittleEndian.PutUint16(h[6:], 34)
+		binary.LittleEndian.PutUint16(h[8:], 16)
+		return h
+	}
+	copy(ram[0x10000:], hdr(gso.GSOTCPv4))
+	copy(ram[0x10000+12:], f)
+	copy(ram[0x30000:], hdr(gso.GSOTCPv6)) // not negotiated
+	copy(ram[0x30000+12:], f)
+	m.Transmit([]nic.Buf{
+		{ID: 3, Segs: [][]byte{ram[0x10000 : 0x10000+12+4000], ram[0x10000+12+4000 : 0x10000+12+len(f)]}},
+		{ID: 4, Segs: [][]byte{ram[0x30000 : 0x30000+12+len(f)]}},
+	})
+	var payload []byte
+	for len(payload) < 10000 {
+		_, fr, err := pw.Recv(5 * time.Second)
+		require.NoError(t, err)
+		if len(fr) < 54 || fr[23] != 6 {
+			continue
+		}
+		assert.LessOrEqual(t, len(fr), 1514)
+		payload = append(payload, fr[54:]...)
+	}
+	assert.Equal(t, f[54:], payload, "the segments carry the payload")
+	s.wait(t, 0, 2)
+	assert.ElementsMatch(t, []uint16{3, 4}, s.txDone, "each frame completes once")
+	assert.Equal(t, uint64(1), m.Stats.TxOffloaded.Load())
+	assert.Equal(t, uint64(7), m.Stats.TxSegments.Load())
+	assert.Equal(t, uint64(1), m.Stats.TxDropped.Load(), "the TCPv6 request was not negotiated")
+	m.txMu.Lock()
+	assert.Empty(t, m.txParts, "no segment left in flight")
+	assert.Len(t, m.txFree, txBounceChunks, "every bounce chunk is back")
+	m.txMu.Unlock()
 }
 
 // TestNewErrors: a missing interface and an MTU no chunk holds fail with

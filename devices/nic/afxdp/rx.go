@@ -220,7 +220,7 @@ func (m *Model) refillBounce() {
 	if m.sock == nil {
 		return
 	}
-	inRing := bounceChunks - len(m.rxFree)
+	inRing := rxBounceChunks - len(m.rxFree)
 	m.fillAddr = m.fillAddr[:0]
 	for inRing < len(m.copyQ) && len(m.rxFree) > 0 && len(m.fillAddr) < m.sock.FillFree() {
 		m.fillAddr = append(m.fillAddr, m.lendBounce())

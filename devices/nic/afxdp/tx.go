@@ -1,25 +1,36 @@
 package afxdp
 
 import (
+	"errors"
+
 	"github.com/govmm/govmm/devices/nic"
 	"github.com/govmm/govmm/devices/nic/afxdp/xsk"
+	"github.com/govmm/govmm/devices/nic/gso"
 )
 
 // Transmit implements nic.Model. A frame that follows its virtio_net_hdr
 // in one segment goes to the tx ring as the guest wrote it; any other
 // (spread over segments, as Linux sends page fragments) is gathered into a
-// bounce chunk first. Frames the socket cannot carry (an offload request,
-// which was never offered, or a length no chunk holds) are dropped and
+// bounce chunk first. A frame with an offload request (a partial checksum,
+// a TCP GSO frame) is finished in bounce chunks, one per wire frame
+// (txOffload). Frames the socket cannot carry (a request that was not
+// negotiated or does not add up, a length no chunk holds) are dropped and
 // completed at once.
 func (m *Model) Transmit(frames []nic.Buf) {
 	m.mu.Lock()
-	sock, hdrLen := m.sock, m.hdrLen
+	sock, hdrLen, off := m.sock, m.hdrLen, m.offload
 	m.mu.Unlock()
 	m.txMu.Lock()
 	m.txDescs, m.txIDs, m.txDone = m.txDescs[:0], m.txIDs[:0], m.txDone[:0]
 	for _, f := range frames {
-		if sock == nil {
+		if sock == nil || hdrLen < gso.HeaderBytes {
 			m.drop(f.ID)
+			continue
+		}
+		var hb [gso.HeaderBytes]byte
+		gatherSegs(hb[:], f.Segs)
+		if h := gso.ParseHeader(hb); !h.Plain() {
+			m.txOffload(sock, f, hdrLen, h, off)
 			continue
 		}
 		d, bounce, ok := m.txPlace(f, hdrLen)
@@ -43,7 +54,9 @@ func (m *Model) Transmit(frames []nic.Buf) {
 			t := m.inflight[d.Addr]
 			delete(m.inflight, d.Addr)
 			m.releaseBounce(t.bounce)
-			m.drop(m.txIDs[n+i])
+			if m.lastPart(m.txIDs[n+i]) {
+				m.drop(m.txIDs[n+i])
+			}
 		}
 		m.Stats.TxFrames.Add(uint64(n))
 	}
@@ -52,10 +65,133 @@ func (m *Model) Transmit(frames []nic.Buf) {
 	m.complete(m.txDone)
 }
 
+// offloads is what a guest may ask of a transmitted frame, as negotiated.
+type offloads struct{ csum, tso4, tso6 bool }
+
+// allows reports whether h asks only for what was negotiated.
+func (o offloads) allows(h gso.Header) bool {
+	switch {
+	case h.Flags&gso.FlagNeedsCsum != 0 && !o.csum:
+		return false
+	case h.GSOType == gso.GSONone:
+		return true
+	case h.GSOType == gso.GSOTCPv4:
+		return o.tso4
+	case h.GSOType == gso.GSOTCPv6:
+		return o.tso6
+	}
+	return false // UDP, ECN: never offered
+}
+
+// txOffload finishes frame f's offload request h in tx bounce chunks, one
+// per wire frame, and queues them; m.txMu is held. A GSO frame completes
+// when its last wire frame does (txParts).
+func (m *Model) txOffload(sock *xsk.Socket, f nic.Buf, hdrLen int, h gso.Header, off offloads) {
+	n := f.Len() - hdrLen
+	if !off.allows(h) || n < 14 {
+		m.refuse(h, errNotNegotiated)
+		m.drop(f.ID)
+		return
+	}
+	m.txFrame = appendAfter(m.txFrame[:0], f.Segs, hdrLen)
+	p, err := gso.Prepare(h, m.txFrame, n, m.maxFrame())
+	if err != nil {
+		m.refuse(h, err)
+		m.drop(f.ID)
+		return
+	}
+	if len(m.txFree) < p.Segments() {
+		m.txDone = m.reapLocked(sock, m.txDone)
+	}
+	if len(m.txFree) < p.Segments() {
+		m.drop(f.ID) // the kernel is behind: a lost frame, which TCP resends
+		return
+	}
+	for i := range p.Segments() {
+		c := m.txFree[len(m.txFree)-1]
+		m.txFree = m.txFree[:len(m.txFree)-1]
+		addr := m.txBounce(c)
+		k := p.Build(i, m.txFrame, m.span[addr:addr+chunkSize])
+		m.inflight[addr] = txEntry{id: f.ID, bounce: c}
+		m.txDescs = append(m.txDescs, xsk.Desc{Addr: addr, Len: uint32(k)})
+		m.txIDs = append(m.txIDs, f.ID)
+	}
+	if p.Segments() > 1 {
+		m.txParts[f.ID] = p.Segments()
+	}
+	m.Stats.TxOffloaded.Add(1)
+	m.Stats.TxSegments.Add(uint64(p.Segments()))
+	m.Stats.TxCopiedBytes.Add(uint64(n))
+}
+
+var errNotNegotiated = errors.New("an offload the guest did not negotiate")
+
+// refuse logs a refused offload request, once per kind of request in a
+// row, so a guest cannot flood the log.
+func (m *Model) refuse(h gso.Header, err error) {
+	key := gso.Header{Flags: h.Flags, GSOType: h.GSOType}
+	if m.txBad != key {
+		m.txBad = key
+		m.log.Warn("afxdp: transmit offload refused, frame dropped", "if", m.cfg.Ifname, "flags", h.Flags, "gso_type", h.GSOType, "err", err)
+	}
+}
+
+// lastPart accounts for one wire frame of guest frame id leaving flight,
+// and reports whether id has none left; m.txMu is held.
+func (m *Model) lastPart(id uint16) bool {
+	k, multi := m.txParts[id]
+	if !multi {
+		return true
+	}
+	if k > 1 {
+		m.txParts[id] = k - 1
+		return false
+	}
+	delete(m.txParts, id)
+	return true
+}
+
+// maxFrame is the longest wire frame: the guest's MTU plus an Ethernet
+// header with one VLAN tag, within a chunk.
+func (m *Model) maxFrame() int {
+	mtu := m.cfg.MTU
+	if mtu == 0 {
+		mtu = 1500
+	}
+	return min(mtu+18, chunkSize)
+}
+
+// txBounce is the UMEM address of tx bounce chunk c (after the rx ones).
+func (m *Model) txBounce(c int) uint64 { return m.scratch + uint64(rxBounceChunks+c)*chunkSize }
+
+// gatherSegs fills dst from the front of segs.
+func gatherSegs(dst []byte, segs [][]byte) {
+	w := 0
+	for _, s := range segs {
+		w += copy(dst[w:], s)
+		if w == len(dst) {
+			return
+		}
+	}
+}
+
+// appendAfter appends to out the views of segs from byte skip on.
+func appendAfter(out, segs [][]byte, skip int) [][]byte {
+	for _, s := range segs {
+		if skip >= len(s) {
+			skip -= len(s)
+			continue
+		}
+		out = append(out, s[skip:])
+		skip = 0
+	}
+	return out
+}
+
 // txPlace finds the tx descriptor for frame f; m.txMu is held.
 func (m *Model) txPlace(f nic.Buf, hdrLen int) (d xsk.Desc, bounce int, ok bool) {
 	n := f.Len() - hdrLen
-	if n < 14 || n > chunkSize || len(f.Segs) == 0 || !m.plainHeader(f, hdrLen) {
+	if n < 14 || n > chunkSize || len(f.Segs) == 0 {
 		return xsk.Desc{}, -1, false
 	}
 	// Where the frame starts: in the header's segment, or the next.
@@ -75,7 +211,7 @@ func (m *Model) txPlace(f nic.Buf, hdrLen int) (d xsk.Desc, bounce int, ok bool)
 	}
 	c := m.txFree[len(m.txFree)-1]
 	m.txFree = m.txFree[:len(m.txFree)-1]
-	addr := m.scratch + uint64(bounceChunks+c)*chunkSize
+	addr := m.txBounce(c)
 	dst := m.span[addr : addr+uint64(n)]
 	w, skip := 0, hdrLen
 	for _, s := range f.Segs {
@@ -89,20 +225,6 @@ func (m *Model) txPlace(f nic.Buf, hdrLen int) (d xsk.Desc, bounce int, ok bool)
 	m.Stats.TxCopiedFrames.Add(1)
 	m.Stats.TxCopiedBytes.Add(uint64(n))
 	return xsk.Desc{Addr: addr, Len: uint32(n)}, c, true
-}
-
-// plainHeader reports whether the frame's virtio_net_hdr asks for nothing
-// (flags and gso_type 0): nothing else was negotiated.
-func (m *Model) plainHeader(f nic.Buf, hdrLen int) bool {
-	var h [2]byte
-	w := 0
-	for _, s := range f.Segs {
-		w += copy(h[w:], s)
-		if w == len(h) {
-			break
-		}
-	}
-	return hdrLen >= 2 && w == 2 && h[0] == 0 && h[1] == 0
 }
 
 // drop completes a frame that is not sent (Transmit only).
@@ -154,7 +276,9 @@ func (m *Model) reapLocked(sock *xsk.Socket, out []uint16) []uint16 {
 			}
 			delete(m.inflight, a)
 			m.releaseBounce(t.bounce)
-			out = append(out, t.id)
+			if m.lastPart(t.id) {
+				out = append(out, t.id)
+			}
 		}
 	}
 }

@@ -181,6 +181,25 @@ func identify(f []byte) (kitFrame, bool) {
 	return kitFrame{seq: binary.BigEndian.Uint32(f[p+len(magic):]), proto: ip[9], data: f}, true
 }
 
+// identifySegment recognises a wire frame that a model segmented from
+// one of the kit's TCP GSO frames: only the first segment starts with the
+// magic, but every one keeps the kit's addresses and its source port,
+// 40000 + seq%1000. It returns seq%1000.
+func identifySegment(f []byte) (uint32, bool) {
+	if len(f) < ethLen+ipv4Len+tcpLen || binary.BigEndian.Uint16(f[12:]) != 0x0800 || f[ethLen]>>4 != 4 {
+		return 0, false
+	}
+	ip := f[ethLen:]
+	if ip[9] != protoTCP || !bytes.Equal(ip[12:16], peerIP[:]) || !bytes.Equal(ip[16:20], vmIP[:]) {
+		return 0, false
+	}
+	port := binary.BigEndian.Uint16(ip[int(ip[0]&0xF)*4:])
+	if port < 40000 || port >= 41000 {
+		return 0, false
+	}
+	return uint32(port - 40000), true
+}
+
 // complete applies what a receiving stack does with a header saying
 // NEEDS_CSUM: it computes the checksum over [csum_start, end) and stores
 // it at csum_start+csum_offset. It returns a copy.
