@@ -19,12 +19,13 @@ import (
 
 // NetConfig is one --net interface.
 type NetConfig struct {
-	Tap       string           // host tap interface (created if missing)
-	MAC       net.HardwareAddr // nil: a random locally administered address
-	MTU       uint16           // 0: not offered to the guest
-	Mergeable bool             // offer VIRTIO_NET_F_MRG_RXBUF
-	Path      string           // "zerocopy" (the 82599 path, default) or "copy" (the tap model)
-	PinLimit  uint64           // zero-copy: bytes of guest rx buffers registered with the NIC (0: default)
+	Tap        string           // host tap interface (created if missing)
+	MAC        net.HardwareAddr // nil: a random locally administered address
+	MTU        uint16           // 0: not offered to the guest
+	Mergeable  bool             // offer VIRTIO_NET_F_MRG_RXBUF
+	NoOffloads bool             // offer no checksum or segmentation offload (virtio-net)
+	Path       string           // "zerocopy" (the 82599 path, default) or "copy" (the tap model)
+	PinLimit   uint64           // zero-copy: bytes of guest rx buffers registered with the NIC (0: default)
 	// Moderation: virtio-net transmit polling and receive interrupt
 	// coalescing (virtionet.DefaultModeration unless set by the CLI).
 	Moderation virtionet.Moderation
@@ -163,7 +164,7 @@ func (n *NIC) attachVirtioNet(p *vmm.Platform) error {
 	}
 	n.modelName = n.model.Name()
 	dev, err := virtionet.New(virtionet.Config{
-		MAC: c.MAC, MTU: c.MTU, Mergeable: c.Mergeable, Model: n.model,
+		MAC: c.MAC, MTU: c.MTU, Mergeable: c.Mergeable, NoOffloads: c.NoOffloads, Model: n.model,
 		Moderation: c.Moderation, WorkerThread: p.DeviceThread,
 		RxLimit: c.RxLimit, TxLimit: c.TxLimit,
 		Logger: p.Log, OnActivate: c.OnActivate,

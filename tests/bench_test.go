@@ -90,14 +90,14 @@ func TestBenchmarkTable(t *testing.T) {
 	govmm := `"$GOVMM" run --no-reboot --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M --net tap=tap0,mac=` + guestMAC
 	qemu := func(netdev, dev string) string { return qemuCmd(cmdline, netdev, dev) }
 	type row struct{ name, proc, cmd, link string } // link: the far end, if not benchHost's tap
+	// AF_XDP on a veth pair (copy mode: veth has no zero-copy), the far
+	// end in its own namespace (see TestAFXDP).
+	govmmXDP := `"$GOVMM" run --no-reboot --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M --net xdp=xv0,mac=` + guestMAC
+	xdpFar := xdpLink + "/sbin/ip netns exec far iperf3 -s -D >/dev/null\n"
 	rows := []row{
 		{name: "govmm-zerocopy", proc: "govmm", cmd: govmm + ` --cmdline ` + cmdline},
 		{name: "govmm-copy", proc: "govmm", cmd: govmm + `,path=copy --cmdline ` + cmdline},
-		// AF_XDP on a veth pair (copy mode: veth has no zero-copy), the far
-		// end in its own namespace (see TestAFXDP).
-		{name: "govmm-afxdp", proc: "govmm",
-			cmd:  `"$GOVMM" run --no-reboot --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M --net xdp=xv0,mac=` + guestMAC + ` --cmdline ` + cmdline,
-			link: xdpLink + "/sbin/ip netns exec far iperf3 -s -D >/dev/null\n"},
+		{name: "govmm-afxdp", proc: "govmm", cmd: govmmXDP + ` --cmdline ` + cmdline, link: xdpFar},
 	}
 	if env.Mode == harness.Nested {
 		rows = append(rows,
@@ -110,6 +110,10 @@ func TestBenchmarkTable(t *testing.T) {
 	// (comma-separated), so that an A/B of govmm options gets the whole
 	// table in one boot.
 	for _, v := range parseVariants(os.Getenv("GOVMM_BENCH_EXTRA")) {
+		if v.xdp {
+			rows = append(rows, row{name: v.name, proc: "govmm", cmd: v.env + govmmXDP + v.netOpts + " " + v.args + ` --cmdline ` + cmdline, link: xdpFar})
+			continue
+		}
 		rows = append(rows, row{name: v.name, proc: "govmm", cmd: v.env + govmm + v.netOpts + " " + v.args + ` --cmdline ` + cmdline})
 	}
 	if keep := os.Getenv("GOVMM_BENCH_ROWS"); keep != "" {

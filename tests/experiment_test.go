@@ -44,6 +44,9 @@ func TestExperiment(t *testing.T) {
 	cmdline := `"console=ttyS0 panic=-1 quiet govmm.ip=` + guestIP + `/24 govmm.run=/profile.sh"`
 	var variants []harness.Scenario
 	for _, v := range parseVariants(spec) {
+		if v.xdp {
+			t.Fatalf("variant %s: --xdp is for make bench (BENCH_EXTRA); make experiment runs on the tap", v.name)
+		}
 		vmm := v.env + `"$GOVMM" run --no-reboot --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M ` +
 			`--net tap=tap0,mac=` + guestMAC + v.netOpts + ` ` + v.args + ` --cmdline ` + cmdline
 		variants = append(variants, harness.Scenario{Name: v.name, HostScript: trace + profileHost(vmm)})
@@ -160,11 +163,13 @@ type variant struct {
 	netOpts string // appended to the --net spec (",tx-poll=0")
 	env     string // "K=V " prefixes
 	args    string // further govmm run arguments
+	xdp     bool   // make bench: on AF_XDP (the govmm-afxdp row's veth pair), not the tap
 }
 
 // variants parses "name=args;..." where args may start with any number of
-// "--net-opts X" (appends ",X" to the --net spec) and "--env K=V" (sets
-// an environment variable), the rest going to govmm run as is.
+// "--net-opts X" (appends ",X" to the --net spec), "--env K=V" (sets
+// an environment variable) and "--xdp" (make bench: the NIC on AF_XDP), the
+// rest going to govmm run as is.
 func parseVariants(spec string) []variant {
 	var out []variant
 	for _, v := range strings.Split(spec, ";") {
@@ -177,6 +182,8 @@ func parseVariants(spec string) []variant {
 			if rest, ok := strings.CutPrefix(args, "--net-opts "); ok {
 				opts, more, _ := strings.Cut(rest, " ")
 				x.netOpts, args = x.netOpts+","+opts, more
+			} else if rest, ok := strings.CutPrefix(args, "--xdp"); ok && (rest == "" || rest[0] == ' ') {
+				x.xdp, args = true, strings.TrimPrefix(rest, " ")
 			} else if rest, ok := strings.CutPrefix(args, "--env "); ok {
 				kv, more, _ := strings.Cut(rest, " ")
 				x.env, args = x.env+kv+" ", more

@@ -12,7 +12,7 @@ import (
 	"github.com/govmm/govmm/machine"
 )
 
-// parseNetSpec parses (tap=NAME | xdp=IFNAME[,queue=N][,mode=auto|zerocopy|copy])[,mac=MAC][,mtu=N][,mrg-rxbuf=on|off][,path=zerocopy|copy][,pin-limit=SIZE]
+// parseNetSpec parses (tap=NAME | xdp=IFNAME[,queue=N][,mode=auto|zerocopy|copy])[,mac=MAC][,mtu=N][,mrg-rxbuf=on|off][,offloads=on|off][,path=zerocopy|copy][,pin-limit=SIZE]
 // [,tx-poll=DURATION][,tx-linger=DURATION][,rx-coalesce=DURATION][,model=virtio|ixgbe]
 // [,rx-bytes=RATE][,tx-bytes=RATE][,rx-ops=RATE][,tx-ops=RATE][,rx-burst=N][,tx-burst=N].
 func parseNetSpec(spec string) (machine.NetConfig, error) {
@@ -52,6 +52,15 @@ func parseNetSpec(spec string) (machine.NetConfig, error) {
 				c.Mergeable = false
 			default:
 				return c, fmt.Errorf("--net %q: mrg-rxbuf must be on or off", spec)
+			}
+		case "offloads":
+			switch v {
+			case "on":
+				c.NoOffloads = false
+			case "off":
+				c.NoOffloads = true
+			default:
+				return c, fmt.Errorf("--net %q: offloads must be on or off", spec)
 			}
 		case "pin-limit":
 			n, err := ParseSize(v)

@@ -24,8 +24,9 @@ func TestParseNetSpec(t *testing.T) {
 	require.Equal(t, "copy", c.Path)
 	require.Equal(t, uint64(2<<20), c.PinLimit)
 
-	c, err = parseNetSpec("xdp=veth0,queue=3,mode=copy,mrg-rxbuf=off")
+	c, err = parseNetSpec("xdp=veth0,queue=3,mode=copy,mrg-rxbuf=off,offloads=off")
 	require.NoError(t, err)
+	require.True(t, c.NoOffloads)
 	require.Equal(t, "veth0", c.XDP)
 	require.Empty(t, c.Tap)
 	require.Equal(t, 3, c.XDPQueue)
@@ -43,7 +44,7 @@ func TestParseNetSpec(t *testing.T) {
 
 	for _, bad := range []string{"", "tap", "tap=", "tap=t,tx-bytes=0", "tap=t,tx-bytes=fast", "tap=t,rx-burst=1M",
 		"tap=t,model=ixgbe,rx-bytes=1M", "tap=t,tx-ops=-5", "mac=52:54:00:12:34:56", "tap=t,mac=zz", "tap=t,mac=01:00:5e:00:00:01",
-		"tap=t,mtu=10", "tap=t,mtu=70000", "tap=t,mrg-rxbuf=maybe", "tap=t,path=fast", "tap=t,color=red", "tap=t,pin-limit=1K", "tap=t,pin-limit=x", "tap=abcdefghijklmnopq",
+		"tap=t,mtu=10", "tap=t,mtu=70000", "tap=t,mrg-rxbuf=maybe", "tap=t,offloads=some", "tap=t,path=fast", "tap=t,color=red", "tap=t,pin-limit=1K", "tap=t,pin-limit=x", "tap=abcdefghijklmnopq",
 		"xdp=v0,tap=t", "tap=t,queue=1", "tap=t,mode=copy", "xdp=v0,mode=fast", "xdp=v0,queue=64", "xdp=v0,model=ixgbe", "xdp=v0,path=copy", "xdp=abcdefghijklmnopq"} {
 		_, err := parseNetSpec(bad)
 		require.Error(t, err, bad)

@@ -29,7 +29,11 @@ type Config struct {
 	MAC       net.HardwareAddr
 	MTU       uint16 // 0: do not offer VIRTIO_NET_F_MTU
 	Mergeable bool   // offer VIRTIO_NET_F_MRG_RXBUF
-	Model     nic.Model
+	// NoOffloads: offer no checksum or segmentation offload whatever the
+	// model can do (QEMU's csum=off,guest_csum=off), for debugging and A/B
+	// runs.
+	NoOffloads bool
+	Model      nic.Model
 	// Moderation: transmit polling and receive interrupt coalescing (the
 	// zero value polls once and coalesces nothing).
 	Moderation Moderation
@@ -104,6 +108,9 @@ func (n *Net) Features() uint64 {
 		f |= FeatMrgRxbuf
 	}
 	caps := n.cfg.Model.Capabilities()
+	if n.cfg.NoOffloads {
+		caps = nic.Capabilities{}
+	}
 	if caps.Csum {
 		f |= FeatGuestCsum
 		if caps.TSO {

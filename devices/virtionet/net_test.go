@@ -278,7 +278,19 @@ func TestFeaturesFollowModelCapabilities(t *testing.T) {
 	require.Equal(t, uint64(FeatCsum|FeatGuestCsum|FeatHostTSO4|FeatGuestTSO4|FeatMrgRxbuf),
 		f&(FeatCsum|FeatGuestCsum|FeatHostTSO4|FeatGuestTSO4|FeatMrgRxbuf))
 
-	_, err := New(Config{MAC: net.HardwareAddr{1, 2}, Model: &fakeModel{}})
+	// A model that takes offloads on transmit only (AF_XDP): the guest may
+	// send partial-checksum and TSO frames, is sent none.
+	const offloadBits = FeatCsum | FeatGuestCsum | FeatHostTSO4 | FeatHostTSO6 | FeatHostECN | FeatGuestTSO4 | FeatGuestTSO6 | FeatGuestECN
+	f = mk(nic.Capabilities{HostCsum: true, HostTSO: true}, true)
+	require.Equal(t, uint64(FeatCsum|FeatHostTSO4|FeatHostTSO6), f&offloadBits)
+	f = mk(nic.Capabilities{HostTSO: true}, true)
+	require.Zero(t, f&offloadBits, "TSO needs a checksum offload to go with it")
+	// offloads=off: nothing offered, whatever the model can do.
+	n, err := New(Config{MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, NoOffloads: true, Model: &fakeModel{caps: nic.Capabilities{Csum: true, TSO: true}}})
+	require.NoError(t, err)
+	require.Zero(t, n.Features()&offloadBits)
+
+	_, err = New(Config{MAC: net.HardwareAddr{1, 2}, Model: &fakeModel{}})
 	require.Error(t, err)
 }
 
