@@ -57,10 +57,10 @@ experiment:
 
 ## stability: boot the nested test host BOOTS times (default 20) with a short govmm and QEMU network run each,
 ## no retries, and print the failure rates; QEMU=PATH picks the test host's own QEMU (QEMU=system: 7.2),
-## L1KERNEL=linux-image-VER its kernel (e.g. 6.12 from bookworm-backports)
+## L1KERNEL=linux-image-VER its kernel (e.g. 6.12 from bookworm-backports), CPUS=2 two-vCPU guests (+ the 82599 with RSS)
 stability:
 	scripts/install-deps
-	GOVMM_STABILITY='$(or $(BOOTS),20)' GOVMM_TESTHOST_QEMU='$(QEMU)' GOVMM_TESTHOST_KERNEL='$(L1KERNEL)' $(GO) test -count=1 -timeout 300m -run TestHostStability -v ./tests/
+	GOVMM_STABILITY='$(or $(BOOTS),20)' GOVMM_STABILITY_CPUS='$(CPUS)' GOVMM_TESTHOST_QEMU='$(QEMU)' GOVMM_TESTHOST_KERNEL='$(L1KERNEL)' $(GO) test -count=1 -timeout 300m -run TestHostStability -v ./tests/
 
 build:
 	CGO_ENABLED=0 $(GO) build -o bin/govmm ./cmd/govmm

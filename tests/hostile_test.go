@@ -36,8 +36,8 @@ B=$(( $(head -1 $dev/resource | cut -d' ' -f1) ))
 a() { printf 0x%x $((B + $1)); }
 w() { devmem $(a $1) $2 $3; }
 r() { devmem $(a $1) $2; }
-# storm OFF WIDTH N: N writes of 0 to one register.
-storm() { x=$(a $1); i=0; while [ $i -lt $3 ]; do devmem $x $2 0; i=$((i+1)); done; }
+# storm OFF WIDTH N: N writes of 0 to one register, back to back.
+storm() { /storm writes $(a $1) $2 $3; }
 echo $slot >/sys/bus/pci/drivers/$drv/unbind
 echo "HOSTILE: begin"
 sleep 3
@@ -229,9 +229,9 @@ func TestHostileGuest(t *testing.T) {
 	env := harness.Setup(t)
 	storm := stormBinary(t)
 	res := env.Run(t,
-		harness.Scenario{Name: "hostile-virtio", HostScript: hostileHost(""), GuestFiles: map[string]string{"/hostile.sh": hostileVirtio},
+		harness.Scenario{Name: "hostile-virtio", HostScript: hostileHost(""), GuestFiles: map[string]string{"/hostile.sh": hostileVirtio, "/storm": storm},
 			Timeout: 6 * time.Minute, Network: true},
-		harness.Scenario{Name: "hostile-ixgbe", HostScript: hostileHost(",model=ixgbe"), GuestFiles: map[string]string{"/hostile.sh": hostileIxgbe},
+		harness.Scenario{Name: "hostile-ixgbe", HostScript: hostileHost(",model=ixgbe"), GuestFiles: map[string]string{"/hostile.sh": hostileIxgbe, "/storm": storm},
 			Timeout: 6 * time.Minute, Network: true},
 		harness.Scenario{Name: "storm-virtio", HostScript: stormHost, GuestFiles: map[string]string{"/storm.sh": stormVirtio, "/storm": storm},
 			Timeout: 6 * time.Minute, Network: true},

@@ -65,7 +65,10 @@ func (s *studyT) Logf(f string, a ...any) {
 // happened in each boot and the rates: triple faults, hangs, guests that
 // vanished, guest and test-host kernel faults. GOVMM_TESTHOST_QEMU picks
 // the QEMU that runs the test host ("system" for this machine's), so two
-// L0 QEMUs can be compared.
+// L0 QEMUs can be compared. GOVMM_STABILITY_CPUS=2 gives both guests two
+// vCPUs (the nested guests that died in the e2e tests of 2026-12-07 were
+// 2-vCPU ones) and adds the guest-visible 82599 with RSS under govmm; the
+// guests then run four TCP streams each way.
 func TestHostStability(t *testing.T) {
 	boots, _ := strconv.Atoi(os.Getenv("GOVMM_STABILITY"))
 	if boots <= 0 {
@@ -79,12 +82,22 @@ func TestHostStability(t *testing.T) {
 	// reads against the guest kernel's System.map.
 	cmdline := `"console=ttyS0 panic=-1 quiet nokaslr govmm.ip=` + guestIP + `/24 govmm.run=/net.sh"`
 	files := map[string]string{"/net.sh": stabilityGuest}
-	sc := []harness.Scenario{
-		{Name: "govmm", HostScript: stabilityHost(`"$GOVMM" run --no-reboot --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M --net tap=tap0,mac=` + guestMAC + ` --cmdline ` + cmdline),
-			GuestFiles: files, Timeout: 3 * time.Minute, Network: true, GuestMustFinish: true},
-		{Name: "qemu", HostScript: stabilityHost(qemuCmd(cmdline, ",vhost=off", "virtio-net-pci")),
-			GuestFiles: files, Timeout: 3 * time.Minute, Network: true, GuestMustFinish: true, Reference: true},
+	govmm := `"$GOVMM" run --no-reboot --kernel "$KERNEL" --initrd "$INITRD" --initrd "$OVERLAY" --mem 512M`
+	qemu := qemuCmd(cmdline, ",vhost=off", "virtio-net-pci")
+	var smp []harness.Scenario
+	if os.Getenv("GOVMM_STABILITY_CPUS") == "2" {
+		files = map[string]string{"/net.sh": strings.ReplaceAll(stabilityGuest, "-t 5 -f m", "-t 5 -P 4 -f m")}
+		govmm += " --cpus 2"
+		qemu = strings.Replace(qemu, "-smp 1", "-smp 2", 1)
+		smp = []harness.Scenario{{Name: "govmm-ixgbe", HostScript: stabilityHost(govmm + ` --net tap=tap0,model=ixgbe,mac=` + guestMAC + ` --cmdline ` + cmdline),
+			GuestFiles: files, Timeout: 3 * time.Minute, Network: true, GuestMustFinish: true}}
 	}
+	sc := append([]harness.Scenario{
+		{Name: "govmm", HostScript: stabilityHost(govmm + ` --net tap=tap0,mac=` + guestMAC + ` --cmdline ` + cmdline),
+			GuestFiles: files, Timeout: 3 * time.Minute, Network: true, GuestMustFinish: true},
+		{Name: "qemu", HostScript: stabilityHost(qemu),
+			GuestFiles: files, Timeout: 3 * time.Minute, Network: true, GuestMustFinish: true, Reference: true},
+	}, smp...)
 	counts := map[string]int{}
 	var table strings.Builder
 	start := time.Now()

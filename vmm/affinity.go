@@ -75,8 +75,10 @@ func (p Placement) DeviceThread() func() {
 }
 
 // ParsePlacement reads --cpu-pin: "off", "auto" (the last CPUs this
-// process may run on, one per vCPU, when at least one other is left for
-// the devices) or a comma-separated list of host CPUs, one per vCPU.
+// process may run on, one per vCPU; with as many vCPUs as CPUs, every CPU,
+// the device threads then left where the scheduler puts them; with more
+// vCPUs than CPUs, no pinning) or a comma-separated list of host CPUs, one
+// per vCPU.
 func ParsePlacement(s string, vcpus int) (Placement, error) {
 	switch s {
 	case "", "off":
@@ -92,9 +94,12 @@ func ParsePlacement(s string, vcpus int) (Placement, error) {
 				cpus = append(cpus, c)
 			}
 		}
-		if len(cpus) <= vcpus {
-			return Placement{}, nil // nothing left for the devices: do not pin
+		if len(cpus) < vcpus {
+			return Placement{}, nil // a CPU each is not there: do not pin
 		}
+		// With no CPU left for the devices the vCPUs are still pinned: a
+		// vCPU thread that the scheduler moves between CPUs is reloaded
+		// (and, nested, takes the emulated CPU's TLB and ASID work) each time.
 		return Placement{VCPUs: cpus[len(cpus)-vcpus:]}, nil
 	}
 	var p Placement

@@ -22,8 +22,8 @@ func TestParsePlacement(t *testing.T) {
 	}
 }
 
-// auto takes the last CPUs the process may use, one per vCPU, and only
-// when one is left for everything else.
+// auto takes the last CPUs the process may use, one per vCPU; device
+// threads are moved off them only when a CPU is left for them.
 func TestParsePlacementAuto(t *testing.T) {
 	var set unix.CPUSet
 	require.NoError(t, unix.SchedGetaffinity(0, &set))
@@ -47,7 +47,14 @@ func TestParsePlacementAuto(t *testing.T) {
 	}
 	p, err = ParsePlacement("auto", len(cpus))
 	require.NoError(t, err)
-	require.Empty(t, p.VCPUs, "no CPU left for the devices: not pinned")
+	require.Equal(t, cpus, p.VCPUs, "as many vCPUs as CPUs: one each")
+	_, ok, err := p.deviceSet()
+	require.NoError(t, err)
+	require.False(t, ok, "no CPU left: device threads are not moved")
+	require.Nil(t, p.DeviceThread())
+	p, err = ParsePlacement("auto", len(cpus)+1)
+	require.NoError(t, err)
+	require.Empty(t, p.VCPUs, "more vCPUs than CPUs: not pinned")
 }
 
 func TestParseScope(t *testing.T) {

@@ -5,6 +5,9 @@
 //	                             tight loop; prints how many
 //	storm msix SLOT SECONDS      masks and unmasks MSI-X vector 0 of PCI function SLOT in a
 //	                             tight loop; prints how many times
+//	storm writes ADDR WIDTH N    N writes of 0 to the WIDTH-bit (8, 16 or 32) register at ADDR,
+//	                             back to back (what a shell loop of devmem does, without a
+//	                             process per write)
 //	storm breakring BAR0 -       with the driver unbound, brings the virtio-net device at BAR0
 //	                             up on rings in this program's own memory, breaks the transmit
 //	                             ring (an avail idx far ahead of it) and kicks it; prints the
@@ -26,8 +29,12 @@ import (
 )
 
 func main() {
+	if len(os.Args) == 5 && os.Args[1] == "writes" {
+		writes(os.Args[2], os.Args[3], os.Args[4])
+		return
+	}
 	if len(os.Args) != 4 {
-		fail("usage: storm doorbell ADDR SECONDS | storm msix SLOT SECONDS | storm breakring BAR0 -")
+		fail("usage: storm doorbell ADDR SECONDS | storm msix SLOT SECONDS | storm writes ADDR WIDTH N | storm breakring BAR0 -")
 	}
 	if os.Args[1] == "breakring" {
 		breakRing(os.Args[2])
@@ -57,6 +64,31 @@ func main() {
 		fail("unknown storm %q", os.Args[1])
 	}
 	fmt.Printf("RESULT: storm-%s-writes %d\n", os.Args[1], n)
+}
+
+// writes stores 0 n times to the register at addr.
+func writes(addr, width, count string) {
+	a, err := strconv.ParseUint(addr, 0, 64)
+	if err != nil {
+		fail("bad ADDR %q", addr)
+	}
+	n, err := strconv.ParseUint(count, 0, 32)
+	if err != nil {
+		fail("bad N %q", count)
+	}
+	p := mapReg(a)
+	for range n {
+		switch width {
+		case "8":
+			store8((*uint8)(p), 0)
+		case "16":
+			store16((*uint16)(p), 0)
+		case "32":
+			store32((*uint32)(p), 0)
+		default:
+			fail("bad WIDTH %q: 8, 16 or 32", width)
+		}
+	}
 }
 
 // loop calls write until d has passed and returns how many times it did.
