@@ -1,6 +1,9 @@
 package vmm
 
 import (
+	"os"
+	"runtime"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -79,4 +82,37 @@ func TestDeviceThreadFollowsScope(t *testing.T) {
 	require.NotNil(t, p.DeviceThread())
 	p.Scope = ScopeVCPUs
 	require.Nil(t, p.DeviceThread())
+}
+
+// BatchDevices: every thread becomes SCHED_BATCH, and a vCPU thread takes
+// SCHED_NORMAL back for itself.
+func TestBatchDevices(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	p := Placement{BatchDevices: true}
+	require.NoError(t, p.batchAll())
+	defer func() { // the rest of the test binary runs as before
+		tasks, _ := os.ReadDir("/proc/self/task")
+		for _, task := range tasks {
+			if tid, err := strconv.Atoi(task.Name()); err == nil {
+				_ = setPolicy(tid, unix.SCHED_NORMAL)
+			}
+		}
+	}()
+	tasks, err := os.ReadDir("/proc/self/task")
+	require.NoError(t, err)
+	for _, task := range tasks {
+		tid, _ := strconv.Atoi(task.Name())
+		a, err := unix.SchedGetAttr(tid, 0)
+		if err == unix.ESRCH {
+			continue
+		}
+		require.NoError(t, err)
+		require.Equal(t, uint32(unix.SCHED_BATCH), a.Policy, "thread %d", tid)
+	}
+	require.NoError(t, p.vcpuNormal())
+	a, err := unix.SchedGetAttr(0, 0)
+	require.NoError(t, err)
+	require.Equal(t, uint32(unix.SCHED_NORMAL), a.Policy, "the vCPU thread is SCHED_NORMAL again")
+	require.NoError(t, Placement{}.batchAll(), "off: nothing to do")
 }

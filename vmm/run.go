@@ -17,6 +17,9 @@ func (m *VM) Run() (Outcome, error) {
 	if err := m.cfg.Placement.applyDevices(); err != nil {
 		m.log.Warn("device threads not moved off the vCPUs' CPUs", "err", err)
 	}
+	if err := m.cfg.Placement.batchAll(); err != nil {
+		m.log.Warn("device threads not made SCHED_BATCH", "err", err)
+	}
 	var wg sync.WaitGroup
 	for i, c := range m.vcpus {
 		wg.Add(1)
@@ -77,6 +80,9 @@ func (m *VM) vcpuLoop(c *kvm.VCPU, p *vcpuProbe) {
 	defer osthread.Own(fmt.Sprintf("vcpu%d", c.ID))()
 	if err := m.cfg.Placement.pinVCPU(c.ID); err != nil {
 		m.log.Warn("vCPU not pinned", "err", err)
+	}
+	if err := m.cfg.Placement.vcpuNormal(); err != nil {
+		m.log.Warn("vCPU thread left SCHED_BATCH", "err", err)
 	}
 	m.mu.Lock()
 	m.threads[c.ID] = unix.Gettid()

@@ -37,6 +37,7 @@ type RunCmd struct {
 	HugePages   bool     `help:"Back guest RAM with 2 MiB hugepages from the host's pool (/proc/sys/vm/nr_hugepages): a zero-copy AF_XDP NIC can then DMA into any guest buffer (a 2 KiB chunk crosses a 4 KiB page, rarely a 2 MiB one)." name:"mem-hugepages"`
 	THP         bool     `help:"Ask for transparent hugepages for guest RAM (2 MiB-aligned, MADV_HUGEPAGE), as QEMU does: fewer nested page faults; advice the host may ignore." name:"mem-thp"`
 	CPUPin      string   `help:"Pin vCPU threads to host CPUs and keep govmm's other threads off them: off, auto (the last CPUs, one per vCPU; the other threads are moved off them only if a CPU is left), or a list (one CPU per vCPU, e.g. 3,5)." default:"off" name:"cpu-pin" env:"GOVMM_CPU_PIN" placeholder:"off|auto|LIST"`
+	SchedBatch  bool     `help:"Run govmm's threads other than the vCPUs' as SCHED_BATCH, so that a device thread's wake-up never preempts a running vCPU (it waits for the vCPU to block or for the scheduler tick). For hosts where vCPUs share CPUs with govmm's other threads." name:"sched-batch" env:"GOVMM_SCHED_BATCH"`
 	CPUPinScope string   `help:"With --cpu-pin, which other threads are kept off the vCPUs' CPUs: pollers (the virtio-net queue workers, whose poll timers would interrupt a vCPU), all (every other thread), vcpus (none)." default:"pollers" name:"cpu-pin-scope" env:"GOVMM_CPU_PIN_SCOPE" placeholder:"pollers|all|vcpus"`
 	Seccomp     string   `help:"System-call filter once the machine is built: on (a call off govmm's allow-list stops it with SIGSYS), log (allowed, and logged by the kernel: dmesg audit type=1326; to find what a new code path needs), off." default:"on" name:"seccomp" placeholder:"on|log|off"`
 	Profile     string   `help:"Write a CPU profile of govmm itself (Go pprof format, all boots) to FILE at exit: see where the VMM spends its time under load." name:"cpuprofile" type:"path" placeholder:"FILE"`
@@ -216,6 +217,7 @@ func (r *RunCmd) config() (machine.Config, error) {
 	if place.Scope, err = vmm.ParseScope(r.CPUPinScope); err != nil {
 		return machine.Config{}, err
 	}
+	place.BatchDevices = r.SchedBatch
 	var nets []machine.NetConfig
 	for i, spec := range r.Net {
 		nc, err := parseNetSpec(spec)

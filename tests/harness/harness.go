@@ -204,7 +204,7 @@ func setup(t T) (*Env, error) {
 		}
 		env.HostKernel = filepath.Join(env.Cache, dir, "bzImage")
 		env.HostBase = filepath.Join(env.Cache, dir, "base.cpio.gz")
-		env.GovmmEnv = []string{"GOVMM_CPU_PIN=auto", "GOVMM_CPU_PIN_SCOPE=all"}
+		env.GovmmEnv = []string{"GOVMM_CPU_PIN=auto", "GOVMM_CPU_PIN_SCOPE=all", "GOVMM_SCHED_BATCH=1"}
 		var why string
 		env.HostQEMU, why = env.pickHostQEMU(t)
 		t.Logf("harness: test host QEMU: %s (%s)", env.HostQEMU, why)

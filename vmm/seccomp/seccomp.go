@@ -54,7 +54,7 @@ var Allowed = []string{
 	"rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack", "tgkill", "tkill", "kill", "restart_syscall",
 	"epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2", "pipe2",
 	"timer_create", "timer_settime", "timer_delete", "setitimer", // CPU profiling (--cpuprofile)
-	"getrandom", "sched_getaffinity", "sched_setaffinity", "uname", "prlimit64",
+	"getrandom", "sched_getaffinity", "sched_setaffinity", "sched_getattr", "sched_setattr", "uname", "prlimit64",
 	// Files: the console and logs, the --stats file (temporary file, then
 	// renamed), the images and device nodes read again for a reboot.
 	"read", "write", "readv", "writev", "pread64", "pwrite64", "lseek", "close",
