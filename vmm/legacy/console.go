@@ -1,6 +1,7 @@
 package legacy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -20,7 +21,16 @@ var ErrConsoleClosed = errors.New("console: closed")
 // at once; one goroutine drains the ring to the writer. A full ring makes
 // Write wait for room (flow control, as a UART's THRE would) rather than
 // drop a byte, so output is lost only if the process is killed. Host
-// memory is the ring, whatever the guest prints.
+// memory is the ring (and the drainer's copy of it), whatever the guest
+// prints.
+//
+// The drainer writes whole lines: an unfinished line waits for its end
+// while the guest keeps printing (a UART byte is an exit: a line takes
+// milliseconds, nested tens of them), and goes out once the guest has
+// printed nothing for PartialLineWait (a prompt) or after MaxLineWait.
+// govmm's own log lines go to the same terminal or pipe as the console,
+// and a guest line written in two pieces would have a log line land in its
+// middle.
 type ConsoleBuffer struct {
 	mu      sync.Mutex
 	room    sync.Cond // signalled when the drainer frees ring space
@@ -31,7 +41,19 @@ type ConsoleBuffer struct {
 	err     error // the writer's first failure: output is dropped from then on
 	w       io.Writer
 	drained chan struct{}
+	lin     []byte // the drainer's linear copy of the ring's bytes
 }
+
+// PartialLineWait is how long an unfinished line waits after the guest's
+// last byte before it is written (a shell prompt); MaxLineWait bounds the
+// wait of a line the guest never ends.
+const (
+	PartialLineWait = 20 * time.Millisecond
+	MaxLineWait     = time.Second
+)
+
+// pipeAtomic is PIPE_BUF on Linux.
+const pipeAtomic = 4096
 
 // NewConsoleBuffer starts draining into w through a ring of size bytes
 // (ConsoleBufferSize if size <= 0). Close flushes and stops it.
@@ -39,7 +61,7 @@ func NewConsoleBuffer(w io.Writer, size int) *ConsoleBuffer {
 	if size <= 0 {
 		size = ConsoleBufferSize
 	}
-	c := &ConsoleBuffer{ring: make([]byte, size), w: w, drained: make(chan struct{})}
+	c := &ConsoleBuffer{ring: make([]byte, size), lin: make([]byte, size), w: w, drained: make(chan struct{})}
 	c.room.L, c.data.L = &c.mu, &c.mu
 	go c.drain()
 	return c
@@ -71,12 +93,16 @@ func (c *ConsoleBuffer) Write(p []byte) (int, error) {
 	return done, nil
 }
 
-// drain writes the ring out, one contiguous run per write, outside the
-// lock so a slow writer never holds Write up while the ring has room.
+// drain writes the ring out up to its last newline, outside the lock so a
+// slow writer never holds Write up while the ring has room. An unfinished
+// line is written once it has waited PartialLineWait, or at once when the
+// ring is full or the console closing.
 func (c *ConsoleBuffer) drain() {
 	defer close(c.drained)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	var partial, grew time.Time // an unfinished line at the front: first seen, last grown
+	seen := 0                   // c.n when last looked at
 	for {
 		for c.n == 0 && !c.closed {
 			c.data.Wait()
@@ -84,12 +110,40 @@ func (c *ConsoleBuffer) drain() {
 		if c.n == 0 {
 			return // closed and flushed
 		}
-		run := c.ring[c.r:min(len(c.ring), c.r+c.n)]
+		first := c.ring[c.r:min(len(c.ring), c.r+c.n)]
+		k := copy(c.lin, first)
+		k += copy(c.lin[k:c.n], c.ring[:c.n-k])
+		out := c.lin[:k]
+		if len(out) > pipeAtomic {
+			// A pipe write is atomic only up to PIPE_BUF: past it another
+			// writer's line may land inside ours. Cut at a line end.
+			if i := bytes.LastIndexByte(out[:pipeAtomic], '\n'); i >= 0 {
+				out = out[:i+1]
+			}
+		}
+		if i := bytes.LastIndexByte(out, '\n'); i >= 0 {
+			out, partial = out[:i+1], time.Time{}
+		} else if !c.closed && c.n < len(c.ring) {
+			now := time.Now()
+			if partial.IsZero() {
+				partial = now
+			}
+			if c.n != seen {
+				seen, grew = c.n, now
+			}
+			if now.Sub(grew) < PartialLineWait && now.Sub(partial) < MaxLineWait {
+				c.mu.Unlock()
+				time.Sleep(5 * time.Millisecond)
+				c.mu.Lock()
+				continue
+			}
+			partial = time.Time{}
+		}
 		c.mu.Unlock()
-		_, err := c.w.Write(run) // the run stays ours: n still counts it
+		_, err := c.w.Write(out) // the bytes stay ours: n still counts them
 		c.mu.Lock()
-		c.r = (c.r + len(run)) % len(c.ring)
-		c.n -= len(run)
+		c.r = (c.r + len(out)) % len(c.ring)
+		c.n -= len(out)
 		if err != nil && c.err == nil {
 			c.err = fmt.Errorf("console: %w", err)
 			c.r, c.n = 0, 0 // the rest cannot be written either

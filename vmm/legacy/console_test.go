@@ -156,3 +156,53 @@ func TestSerialTransmitDoesNotAllocate(t *testing.T) {
 	allocs := testing.AllocsPerRun(1000, func() { s.Write(regRBR, []byte{'x'}) })
 	require.Zero(t, allocs)
 }
+
+// recWriter records each Write as one piece.
+type recWriter struct {
+	mu     sync.Mutex
+	pieces []string
+}
+
+func (r *recWriter) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pieces = append(r.pieces, string(p))
+	return len(p), nil
+}
+
+func (r *recWriter) got() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.pieces...)
+}
+
+// The console writes whole lines, so a log line written to the same pipe
+// never lands inside a guest line; an unfinished line goes out after
+// PartialLineWait, and Close writes everything at once.
+func TestConsoleBufferWritesWholeLines(t *testing.T) {
+	w := &recWriter{}
+	c := NewConsoleBuffer(w, 64)
+	for _, b := range []byte("RESULT: status 0xf") {
+		_, _ = c.Write([]byte{b}) // a UART: one byte at a time, slowly
+		time.Sleep(PartialLineWait / 8)
+	}
+	_, _ = c.Write([]byte("\nnext"))
+	require.Eventually(t, func() bool { return len(w.got()) == 2 }, time.Second, time.Millisecond)
+	require.Equal(t, []string{"RESULT: status 0xf\n", "next"}, w.got(), "the line whole, then the unfinished one after its wait")
+
+	// A ring that wraps: the line is still written in one piece.
+	for i := range 5 {
+		_, _ = c.Write([]byte(fmt.Sprintf("line %02d of the wrap test\n", i)))
+	}
+	_, _ = c.Write([]byte("tail"))
+	require.NoError(t, c.Close(time.Second))
+	var all string
+	for _, p := range w.got() {
+		if p != "next" && p != "tail" && p[len(p)-1] != '\n' {
+			t.Errorf("a piece that is not whole lines: %q", p)
+		}
+		all += p
+	}
+	require.Equal(t, "RESULT: status 0xf\nnext"+
+		"line 00 of the wrap test\nline 01 of the wrap test\nline 02 of the wrap test\nline 03 of the wrap test\nline 04 of the wrap test\ntail", all)
+}
