@@ -133,17 +133,23 @@ func (p Placement) applyDevices() error {
 	if err != nil || !ok || p.Scope != ScopeAll {
 		return err
 	}
+	return eachThread("cpu placement", func(tid int) error { return unix.SchedSetaffinity(tid, &set) })
+}
+
+// eachThread calls fn for every thread of the process; a thread that has
+// exited meanwhile (ESRCH) is skipped. what names the step in errors.
+func eachThread(what string, fn func(tid int) error) error {
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
-		return fmt.Errorf("cpu placement: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	for _, t := range tasks {
 		tid, err := strconv.Atoi(t.Name())
 		if err != nil {
 			continue
 		}
-		if err := unix.SchedSetaffinity(tid, &set); err != nil && err != unix.ESRCH {
-			return fmt.Errorf("cpu placement: thread %d: %w", tid, err)
+		if err := fn(tid); err != nil && err != unix.ESRCH {
+			return fmt.Errorf("%s: thread %d: %w", what, tid, err)
 		}
 	}
 	return nil
@@ -156,20 +162,7 @@ func (p Placement) batchAll() error {
 	if !p.BatchDevices {
 		return nil
 	}
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return fmt.Errorf("sched batch: %w", err)
-	}
-	for _, t := range tasks {
-		tid, err := strconv.Atoi(t.Name())
-		if err != nil {
-			continue
-		}
-		if err := setPolicy(tid, unix.SCHED_BATCH); err != nil && err != unix.ESRCH {
-			return fmt.Errorf("sched batch: thread %d: %w", tid, err)
-		}
-	}
-	return nil
+	return eachThread("sched batch", func(tid int) error { return setPolicy(tid, unix.SCHED_BATCH) })
 }
 
 // vcpuNormal (BatchDevices) gives the calling vCPU thread SCHED_NORMAL back.
