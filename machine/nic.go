@@ -25,6 +25,10 @@ type NetConfig struct {
 	Mergeable  bool             // offer VIRTIO_NET_F_MRG_RXBUF
 	NoOffloads bool             // offer no checksum or segmentation offload (virtio-net)
 	Path       string           // "zerocopy" (the 82599 path, default) or "copy" (the tap model)
+	// Queues is the virtio-net queue pairs (0 or 1: one). With more, the
+	// tap is multi-queue and each pair has its own zero-copy model: its
+	// own 82599 rings, pin account and tap queue.
+	Queues int
 	PinLimit   uint64           // zero-copy: bytes of guest rx buffers registered with the NIC (0: default)
 	// Moderation: virtio-net transmit polling and receive interrupt
 	// coalescing (virtionet.DefaultModeration unless set by the CLI).
@@ -61,7 +65,8 @@ type NIC struct {
 	dev       *virtionet.Net          // virtio-net only
 	transport *pcitransport.Transport // virtio-net only
 	ixgbe     *pcidev.Device          // model=ixgbe only
-	model     nic.Model               // virtio-net's backend
+	model     nic.Model               // virtio-net's backend (the first pair's)
+	models    []nic.Model             // every pair's, model first
 	closers   []func() error          // in acquisition order; run last first
 	modelName string
 	tap       tapHolder // the backend's tap
@@ -116,6 +121,12 @@ func (n *NIC) Attach(p *vmm.Platform) error {
 // PCI function.
 func (n *NIC) attachVirtioNet(p *vmm.Platform) error {
 	c := n.Config
+	if c.Queues > 1 && (c.XDP != "" || c.Path == "copy") {
+		return fmt.Errorf("queues=%d: more than one queue pair needs the zero-copy path (path=zerocopy on a tap)", c.Queues)
+	}
+	if c.Queues > virtionet.MaxPairs {
+		return fmt.Errorf("queues=%d: at most %d", c.Queues, virtionet.MaxPairs)
+	}
 	switch {
 	case c.XDP != "":
 		mode, err := afxdp.ParseMode(c.XDPMode)
@@ -137,12 +148,14 @@ func (n *NIC) attachVirtioNet(p *vmm.Platform) error {
 		n.closers = append(n.closers, t.Close)
 		n.model, n.tap = t, t
 	case c.Path == "" || c.Path == "zerocopy":
-		port, err := zerocopy.OpenTap(c.Tap)
+		ports, err := zerocopy.OpenTapQueues(c.Tap, max(c.Queues, 1))
 		if err != nil {
 			return err
 		}
-		n.closers = append(n.closers, port.Close)
-		n.tap = port
+		for _, port := range ports {
+			n.closers = append(n.closers, port.Close)
+		}
+		n.tap = ports[0]
 		var mac [6]byte
 		copy(mac[:], c.MAC)
 		pin := zerocopy.PinLimit{}
@@ -150,21 +163,27 @@ func (n *NIC) attachVirtioNet(p *vmm.Platform) error {
 			pin = zerocopy.DefaultPinLimit(virtionet.QueueSize)
 			pin.Bytes = c.PinLimit
 		}
-		zc, err := zerocopy.NewModel(zerocopy.Config{
-			MAC: mac, Mem: p.Mem, Port: port, RxQueueSize: virtionet.QueueSize,
-			Pin: pin, MTU: int(c.MTU), Log: p.Log,
-		})
-		if err != nil {
-			return err
+		for _, port := range ports {
+			zc, err := zerocopy.NewModel(zerocopy.Config{
+				MAC: mac, Mem: p.Mem, Port: port, RxQueueSize: virtionet.QueueSize,
+				Pin: pin, MTU: int(c.MTU), Log: p.Log,
+			})
+			if err != nil {
+				return err
+			}
+			n.closers = append(n.closers, func() error { zc.Close(); return nil })
+			n.models = append(n.models, zc)
 		}
-		n.closers = append(n.closers, func() error { zc.Close(); return nil })
-		n.model = zc
+		n.model = n.models[0]
 	default:
 		return fmt.Errorf("path=%s: want zerocopy or copy", c.Path)
 	}
+	if n.models == nil {
+		n.models = []nic.Model{n.model}
+	}
 	n.modelName = n.model.Name()
 	dev, err := virtionet.New(virtionet.Config{
-		MAC: c.MAC, MTU: c.MTU, Mergeable: c.Mergeable, NoOffloads: c.NoOffloads, Model: n.model,
+		MAC: c.MAC, MTU: c.MTU, Mergeable: c.Mergeable, NoOffloads: c.NoOffloads, Models: n.models,
 		Moderation: c.Moderation, WorkerThread: p.DeviceThread,
 		RxLimit: c.RxLimit, TxLimit: c.TxLimit,
 		Logger: p.Log, OnActivate: c.OnActivate,
@@ -199,6 +218,9 @@ func (n *NIC) attachVirtioNet(p *vmm.Platform) error {
 // attachIxgbe puts an emulated 82599 on the guest PCI bus, bridged to the
 // tap.
 func (n *NIC) attachIxgbe(p *vmm.Platform) error {
+	if n.Config.Queues > 1 {
+		return fmt.Errorf("queues=%d: the guest-visible 82599 takes its queues from --cpus", n.Config.Queues)
+	}
 	var mac [6]byte
 	copy(mac[:], n.Config.MAC)
 	dev, err := pcidev.New(pcidev.Config{

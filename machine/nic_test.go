@@ -13,6 +13,7 @@ import (
 	"github.com/govmm/govmm/vmm/pci"
 	"github.com/govmm/govmm/vmm/pci/msix"
 	"github.com/govmm/govmm/vmm/pci/pcitest"
+	"github.com/govmm/govmm/zerocopy"
 )
 
 type nopVector struct{}
@@ -52,10 +53,11 @@ func TestNICAttachesEachModel(t *testing.T) {
 		model          string
 	}{
 		{NetConfig{Tap: "mt0", Path: "zerocopy"}, 0x1AF4, 0x1041, "ixgbe-zerocopy"},
+		{NetConfig{Tap: "mt3", Path: "zerocopy", Queues: 3}, 0x1AF4, 0x1041, "ixgbe-zerocopy"},
 		{NetConfig{Tap: "mt1", Path: "copy"}, 0x1AF4, 0x1041, "tap"},
 		{NetConfig{Tap: "mt2", Model: "ixgbe"}, 0x8086, 0x10F7, "ixgbe"},
 	} {
-		t.Run(tc.model, func(t *testing.T) {
+		t.Run(tc.cfg.Tap+"-"+tc.model, func(t *testing.T) {
 			p, pio := platform(t)
 			tc.cfg.MAC = randomMAC()
 			n := &NIC{Config: tc.cfg}
@@ -70,6 +72,11 @@ func TestNICAttachesEachModel(t *testing.T) {
 			require.Equal(t, tc.model, st.Model)
 			require.Equal(t, tc.cfg.Tap, st.Tap)
 			require.NotEmpty(t, n.DebugState())
+			if tc.cfg.Queues > 1 {
+				require.Equal(t, tc.cfg.Queues, n.dev.Pairs())
+				require.Len(t, n.models, tc.cfg.Queues)
+				require.Equal(t, uint64(tc.cfg.Queues)*n.models[0].(*zerocopy.Model).Stats().PinLimitBytes, st.PinLimitBytes, "a pin limit per pair")
+			}
 			require.NoError(t, n.Close())
 			require.False(t, linkExists(ns, tc.cfg.Tap), "the tap govmm created goes with the NIC")
 			require.NoError(t, n.Close(), "Close twice is harmless")
@@ -110,6 +117,9 @@ func TestNICFailedAttachReleasesAll(t *testing.T) {
 	p, _ := platform(t)
 	n := &NIC{Config: NetConfig{Tap: "mf3", Path: "bogus"}}
 	require.ErrorContains(t, n.Attach(p), "path=bogus: want zerocopy or copy")
+	require.NoError(t, n.Close())
+	n = &NIC{Config: NetConfig{Tap: "mf4", Path: "copy", Queues: 2}}
+	require.ErrorContains(t, n.Attach(p), "needs the zero-copy path")
 	require.NoError(t, n.Close())
 }
 

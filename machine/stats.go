@@ -1,6 +1,7 @@
 package machine
 
 import (
+	"github.com/govmm/govmm/devices/nic"
 	"github.com/govmm/govmm/devices/nic/afxdp"
 	"github.com/govmm/govmm/zerocopy"
 )
@@ -63,8 +64,8 @@ func (n *NIC) Stats(name string) NetStats {
 		BrokenQueues:  d.BrokenQueues.Load(),
 		SpuriousKicks: d.SpuriousKicks.Load(), KickThrottles: d.KickThrottles.Load(),
 	}
-	if zc, ok := n.model.(*zerocopy.Model); ok {
-		z := zc.Stats()
+	if _, ok := n.model.(*zerocopy.Model); ok {
+		z := zeroCopyStats(n.models)
 		s.RxZeroCopyFrames, s.RxCopiedFrames, s.RxCopiedBytes = z.RxZeroCopyFrames, z.RxCopiedFrames, z.RxCopiedBytes
 		s.RxDroppedNoBuffer = z.RxDroppedNoBuffer
 		s.TxZeroCopyFrames, s.TxCopiedBytes = z.TxZeroCopyFrames, z.TxCopiedBytes
@@ -88,4 +89,34 @@ func (n *NIC) Stats(name string) NetStats {
 	s.RxCopiedFrames, s.RxCopiedBytes = s.RxFrames, s.RxBytes
 	s.TxCopiedBytes = s.TxBytes
 	return s
+}
+
+// zeroCopyStats adds up the counters of a NIC's zero-copy models (one per
+// queue pair).
+func zeroCopyStats(models []nic.Model) zerocopy.Stats {
+	var t zerocopy.Stats
+	for _, m := range models {
+		zc, ok := m.(*zerocopy.Model)
+		if !ok {
+			continue
+		}
+		z := zc.Stats()
+		t.RxZeroCopyFrames += z.RxZeroCopyFrames
+		t.RxCopiedFrames += z.RxCopiedFrames
+		t.RxCopiedBytes += z.RxCopiedBytes
+		t.RxDroppedNoBuffer += z.RxDroppedNoBuffer
+		t.TxZeroCopyFrames += z.TxZeroCopyFrames
+		t.TxCopiedBytes += z.TxCopiedBytes
+		t.PinnedBytes += z.PinnedBytes
+		t.PinnedBytesPeak += z.PinnedBytesPeak // peaks of each pair: a bound on the NIC's
+		t.PinLimitBytes += z.PinLimitBytes
+		t.HeadroomFallbacks += z.HeadroomFallbacks
+		for r, v := range z.FallbackReasons {
+			if t.FallbackReasons == nil {
+				t.FallbackReasons = map[string]uint64{}
+			}
+			t.FallbackReasons[r] += v
+		}
+	}
+	return t
 }

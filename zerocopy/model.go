@@ -389,3 +389,12 @@ func (m *Model) DebugState() string {
 	return fmt.Sprintf("zero-copy: running=%v, zero-copy lane %d buffers, bounce lane %d, rx head %d of %d, a frame needs %d descriptors",
 		m.running, m.zcq.len(), len(m.bounce), m.rxHead, m.rxSize, m.need)
 }
+
+// SetQueueEnabled implements nic.QueueSwitch when the port serves one
+// queue of a multi-queue tap (TapPort); other ports have nothing to switch.
+func (m *Model) SetQueueEnabled(on bool) error {
+	if s, ok := m.cfg.Port.(nic.QueueSwitch); ok {
+		return s.SetQueueEnabled(on)
+	}
+	return nil
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -27,14 +28,48 @@ type TapPort struct {
 	txv     osthread.IOV // the transmitter's
 	fds     [2]unix.PollFd
 	waiter  osthread.Waiter // the reader's
+	// detached: this queue of a multi-queue tap is detached
+	// (SetQueueEnabled): the kernel steers nothing to it, and reading it
+	// fails with EBADFD, so the reader waits on intrFD alone.
+	detached atomic.Bool
 }
 
 // OpenTap attaches to (or creates) tap interface name.
 func OpenTap(name string) (*TapPort, error) {
-	fd, created, err := tap.OpenFD(name, true)
+	ports, err := OpenTapQueues(name, 1)
+	if err != nil {
+		return nil, err
+	}
+	return ports[0], nil
+}
+
+// OpenTapQueues attaches to (or creates) tap interface name with n queues
+// (multi-queue with n > 1), a port per queue. Only the first port reports
+// Created.
+func OpenTapQueues(name string, n int) ([]*TapPort, error) {
+	fds, created, err := tap.OpenQueues(name, n, true)
 	if err != nil {
 		return nil, fmt.Errorf("zerocopy: %w", err)
 	}
+	ports := make([]*TapPort, 0, n)
+	for i, fd := range fds {
+		p, err := newTapPort(name, fd, created && i == 0)
+		if err != nil {
+			for _, fd := range fds[i+1:] {
+				unix.Close(fd)
+			}
+			for _, p := range ports {
+				p.Close()
+			}
+			return nil, err
+		}
+		ports = append(ports, p)
+	}
+	return ports, nil
+}
+
+// newTapPort makes a port of an open tap descriptor (closed on error).
+func newTapPort(name string, fd int, created bool) (*TapPort, error) {
 	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, 0); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("zerocopy: tap %s: TUNSETOFFLOAD: %w", name, err)
@@ -75,19 +110,31 @@ func (p *TapPort) SetOffload(cfg nic.Config) error {
 func (p *TapPort) ReadFrame(hdr []byte, bufs [][]byte, wait bool) (int, error) {
 	p.iov = append(append(p.iov[:0], hdr), bufs...)
 	for {
-		n, err := p.rxv.Readv(p.fd, p.iov)
+		detached := p.detached.Load()
+		var n int
+		var err error = unix.EAGAIN
+		if !detached {
+			n, err = p.rxv.Readv(p.fd, p.iov)
+		}
 		switch {
 		case err == nil && n < len(hdr):
 			continue // cannot happen with IFF_VNET_HDR; skip it
 		case err == nil:
 			return n - len(hdr), nil
+		case errors.Is(err, unix.EBADFD) && p.detached.Load():
+			detached = true // detached under the read
 		case !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR):
 			return 0, fmt.Errorf("zerocopy: tap read: %w", err)
-		case !wait && errors.Is(err, unix.EAGAIN):
+		}
+		if !wait {
 			return 0, ErrWouldBlock
 		}
+		fds := p.fds[:]
+		if detached {
+			fds = p.fds[1:] // a detached queue polls as an error at once
+		}
 		p.fds[0].Revents, p.fds[1].Revents = 0, 0
-		if _, err := p.waiter.Wait(p.fds[:], -1); err != nil && !errors.Is(err, unix.EINTR) {
+		if _, err := p.waiter.Wait(fds, -1); err != nil && !errors.Is(err, unix.EINTR) {
 			return 0, fmt.Errorf("zerocopy: tap poll: %w", err)
 		}
 		if p.fds[1].Revents != 0 {
@@ -97,10 +144,35 @@ func (p *TapPort) ReadFrame(hdr []byte, bufs [][]byte, wait bool) (int, error) {
 	}
 }
 
-// Writev implements Port. A frame the kernel refuses is dropped, as on a wire.
+// Writev implements Port. A frame the kernel refuses is dropped, as on a
+// wire, and so is one sent on a detached queue.
 func (p *TapPort) Writev(segs [][]byte) error {
-	if _, err := p.txv.Writev(p.fd, segs); err != nil && !errors.Is(err, unix.EAGAIN) {
+	if _, err := p.txv.Writev(p.fd, segs); err != nil && !errors.Is(err, unix.EAGAIN) &&
+		!(errors.Is(err, unix.EBADFD) && p.detached.Load()) {
 		return fmt.Errorf("zerocopy: tap write: %w", err)
+	}
+	return nil
+}
+
+// SetQueueEnabled implements nic.QueueSwitch: it attaches or detaches
+// this port's queue of a multi-queue tap.
+func (p *TapPort) SetQueueEnabled(on bool) error {
+	if p.detached.Load() != on {
+		return nil // already so
+	}
+	if !on {
+		p.detached.Store(true) // before: a read failing with EBADFD must find it set
+	}
+	if err := tap.SetQueue(p.fd, on); err != nil {
+		p.detached.Store(!on)
+		return fmt.Errorf("zerocopy: %w", err)
+	}
+	p.detached.Store(!on)
+	if on {
+		// A reader waiting on the interrupt alone polls the tap again. A
+		// detached queue needs no wake-up: its poll reports an error, and
+		// the read then finds it detached.
+		p.Interrupt()
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package zerocopy
 
 import (
+	"encoding/binary"
 	"net"
 	"os"
 	"strconv"
@@ -125,4 +126,121 @@ func TestTapPortDeletedUnderUs(t *testing.T) {
 		}
 		require.Error(t, p.Writev([][]byte{make([]byte, 12), make([]byte, 60)}))
 	})
+}
+
+// A multi-queue tap: the kernel spreads flows over the attached queues
+// and steers nothing to a detached one; a detached port neither fails nor
+// spins, and wakes its blocked reader when attached again.
+func TestTapPortQueues(t *testing.T) {
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		t.Skip("no /dev/net/tun")
+	}
+	testnet.InNewNetns(t, func() {
+		ports, err := OpenTapQueues("zcmq0", 2)
+		require.NoError(t, err)
+		defer func() {
+			for _, p := range ports {
+				p.Close()
+			}
+		}()
+		require.True(t, ports[0].Created())
+		require.False(t, ports[1].Created())
+		for _, p := range ports {
+			require.NoError(t, p.SetHdrLen(12))
+		}
+		s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		require.NoError(t, err)
+		defer unix.Close(s)
+		ifr, err := unix.NewIfreq("zcmq0")
+		require.NoError(t, err)
+		require.NoError(t, unix.IoctlIfreq(s, unix.SIOCGIFFLAGS, ifr))
+		ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+		require.NoError(t, unix.IoctlIfreq(s, unix.SIOCSIFFLAGS, ifr))
+		ifc, err := net.InterfaceByName("zcmq0")
+		require.NoError(t, err)
+		ps, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+		require.NoError(t, err)
+		defer unix.Close(ps)
+		// send puts 64 UDP flows on the tap's wire side, one frame each.
+		send := func() {
+			for port := range 64 {
+				f := udpFrame(uint16(10000 + port))
+				require.NoError(t, unix.Sendto(ps, f, 0, &unix.SockaddrLinklayer{Ifindex: ifc.Index, Protocol: htons(unix.ETH_P_IP)}))
+			}
+		}
+		// count counts the test's frames a port holds (the kernel sends
+		// its own too: IPv6 router solicitations, MLD reports).
+		count := func(p *TapPort) (n int) {
+			hdr, buf := make([]byte, 12), make([]byte, 2048)
+			for {
+				l, err := p.ReadFrame(hdr, [][]byte{buf}, false)
+				if err != nil {
+					require.ErrorIs(t, err, ErrWouldBlock)
+					return n
+				}
+				if l >= 14+20+8 && buf[12] == 0x08 && buf[14+9] == 17 && binary.BigEndian.Uint16(buf[14+20+2:]) == 5000 {
+					n++
+				}
+			}
+		}
+		for _, p := range ports {
+			count(p) // whatever the kernel sent when the link came up
+		}
+		send()
+		n0, n1 := count(ports[0]), count(ports[1])
+		require.Equal(t, 64, n0+n1)
+		require.NotZero(t, n0, "flows spread over both queues")
+		require.NotZero(t, n1, "flows spread over both queues")
+
+		require.NoError(t, ports[1].SetQueueEnabled(false))
+		require.NoError(t, ports[1].Writev([][]byte{make([]byte, 12), udpFrame(9)}), "a frame sent on a detached queue is dropped, not an error")
+		send()
+		require.Equal(t, 64, count(ports[0]), "every flow on the attached queue")
+		require.Zero(t, count(ports[1]))
+
+		// A reader blocked on the detached queue waits (a poll on it would
+		// report an error at once) until the queue is attached again.
+		got := make(chan error, 1)
+		go func() {
+			_, err := ports[1].ReadFrame(make([]byte, 12), [][]byte{make([]byte, 2048)}, true)
+			got <- err
+		}()
+		select {
+		case err := <-got:
+			t.Fatalf("a read of a detached queue returned: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+		require.NoError(t, ports[1].SetQueueEnabled(true))
+		require.ErrorIs(t, <-got, ErrInterrupted)
+		send()
+		n0, n1 = count(ports[0]), count(ports[1])
+		require.Equal(t, 64, n0+n1)
+		require.NotZero(t, n1, "the queue takes flows again")
+	})
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// udpFrame is an Ethernet/IPv4/UDP frame from 10.77.0.1:sport to
+// 10.77.0.2:5000 with 18 bytes of payload.
+func udpFrame(sport uint16) []byte {
+	f := make([]byte, 14+20+8+18)
+	copy(f, []byte{2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00})
+	ip := f[14:]
+	ip[0], ip[8], ip[9] = 0x45, 64, 17
+	binary.BigEndian.PutUint16(ip[2:], uint16(len(f)-14))
+	copy(ip[12:], []byte{10, 77, 0, 1, 10, 77, 0, 2})
+	var sum uint32
+	for i := 0; i < 20; i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(ip[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	binary.BigEndian.PutUint16(ip[10:], ^uint16(sum))
+	udp := ip[20:]
+	binary.BigEndian.PutUint16(udp[0:], sport)
+	binary.BigEndian.PutUint16(udp[2:], 5000)
+	binary.BigEndian.PutUint16(udp[4:], uint16(len(udp)))
+	return f
 }

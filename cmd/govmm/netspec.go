@@ -12,7 +12,7 @@ import (
 	"github.com/govmm/govmm/machine"
 )
 
-// parseNetSpec parses (tap=NAME | xdp=IFNAME[,queue=N][,mode=auto|zerocopy|copy])[,mac=MAC][,mtu=N][,mrg-rxbuf=on|off][,offloads=on|off][,path=zerocopy|copy][,pin-limit=SIZE]
+// parseNetSpec parses (tap=NAME | xdp=IFNAME[,queue=N][,mode=auto|zerocopy|copy])[,mac=MAC][,mtu=N][,mrg-rxbuf=on|off][,offloads=on|off][,path=zerocopy|copy][,queues=N][,pin-limit=SIZE]
 // [,tx-poll=DURATION][,tx-linger=DURATION][,rx-coalesce=DURATION][,model=virtio|ixgbe]
 // [,rx-bytes=RATE][,tx-bytes=RATE][,rx-ops=RATE][,tx-ops=RATE][,rx-burst=N][,tx-burst=N].
 func parseNetSpec(spec string) (machine.NetConfig, error) {
@@ -124,6 +124,12 @@ func parseNetSpec(spec string) (machine.NetConfig, error) {
 				return c, fmt.Errorf("--net %q: queue %q must be 0..63", spec, v)
 			}
 			c.XDPQueue = int(n)
+		case "queues":
+			n, err := strconv.ParseUint(v, 10, 8)
+			if err != nil || n < 1 || n > virtionet.MaxPairs {
+				return c, fmt.Errorf("--net %q: queues %q must be 1..%d", spec, v, virtionet.MaxPairs)
+			}
+			c.Queues = int(n)
 		case "mode":
 			if v != "auto" && v != "zerocopy" && v != "copy" {
 				return c, fmt.Errorf("--net %q: mode must be auto, zerocopy or copy", spec)
@@ -145,6 +151,8 @@ func parseNetSpec(spec string) (machine.NetConfig, error) {
 		return c, fmt.Errorf("--net %q: tap= and xdp= are two backends; give one", spec)
 	case c.XDP == "" && (c.XDPQueue != 0 || c.XDPMode != ""):
 		return c, fmt.Errorf("--net %q: queue= and mode= go with xdp=", spec)
+	case c.Queues > 1 && (c.XDP != "" || c.Path == "copy" || c.Model == "ixgbe"):
+		return c, fmt.Errorf("--net %q: queues= (virtio-net queue pairs) needs the zero-copy path; model=ixgbe takes its queues from --cpus", spec)
 	case c.XDP != "" && (c.Model == "ixgbe" || strings.Contains(spec, "path=") || c.PinLimit != 0):
 		return c, fmt.Errorf("--net %q: xdp= is its own path (virtio-net on AF_XDP): no model=ixgbe, path= or pin-limit=", spec)
 	}

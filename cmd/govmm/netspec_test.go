@@ -42,7 +42,11 @@ func TestParseNetSpec(t *testing.T) {
 	require.Equal(t, uint64(5), c.RxLimit.Ops.Size, "under 10/s: a second's bucket")
 	require.Equal(t, time.Second, c.RxLimit.Ops.RefillTime)
 
-	for _, bad := range []string{"", "tap", "tap=", "tap=t,tx-bytes=0", "tap=t,tx-bytes=fast", "tap=t,rx-burst=1M",
+	c, err = parseNetSpec("tap=t3,queues=4")
+	require.NoError(t, err)
+	require.Equal(t, 4, c.Queues)
+
+	for _, bad := range []string{"", "tap", "tap=", "tap=t,queues=0", "tap=t,queues=9", "tap=t,queues=x", "tap=t,queues=2,path=copy", "xdp=v0,queues=2", "tap=t,queues=2,model=ixgbe", "tap=t,tx-bytes=0", "tap=t,tx-bytes=fast", "tap=t,rx-burst=1M",
 		"tap=t,model=ixgbe,rx-bytes=1M", "tap=t,tx-ops=-5", "mac=52:54:00:12:34:56", "tap=t,mac=zz", "tap=t,mac=01:00:5e:00:00:01",
 		"tap=t,mtu=10", "tap=t,mtu=70000", "tap=t,mrg-rxbuf=maybe", "tap=t,offloads=some", "tap=t,path=fast", "tap=t,color=red", "tap=t,pin-limit=1K", "tap=t,pin-limit=x", "tap=abcdefghijklmnopq",
 		"xdp=v0,tap=t", "tap=t,queue=1", "tap=t,mode=copy", "xdp=v0,mode=fast", "xdp=v0,queue=64", "xdp=v0,model=ixgbe", "xdp=v0,path=copy", "xdp=abcdefghijklmnopq"} {

@@ -177,3 +177,15 @@ type Model interface {
 type Debugger interface {
 	DebugState() string
 }
+
+// QueueSwitch is implemented by a model that serves one queue of a
+// multi-queue host interface (one descriptor of an IFF_MULTI_QUEUE tap).
+// A multi-queue virtio-net device turns off the queues of the pairs its
+// driver does not use (VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET), so that the host
+// steers no flow to them: the device must not place frames on receive
+// queues above the pairs the driver set (virtio 1.2 §5.1.6.5.5). It is
+// called from a device goroutine, never concurrently with itself, and the
+// model may be started or stopped at the time.
+type QueueSwitch interface {
+	SetQueueEnabled(on bool) error
+}

@@ -14,6 +14,7 @@ package ratelimit
 
 import (
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -85,8 +86,11 @@ func (b *Bucket) Wait(now time.Time) time.Duration {
 }
 
 // Limiter limits one direction of a device by bytes and by operations.
+// Charge and Wait are safe from several goroutines (the queue pairs of a
+// multi-queue device share their NIC's limit).
 type Limiter struct {
 	Bytes, Ops Bucket
+	mu         sync.Mutex
 }
 
 // Limited reports whether l limits anything (a nil Limiter does not).
@@ -97,6 +101,8 @@ func (l *Limiter) Charge(bytes, ops uint64, now time.Time) {
 	if l == nil {
 		return
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.Bytes.Charge(bytes, now)
 	l.Ops.Charge(ops, now)
 }
@@ -106,6 +112,8 @@ func (l *Limiter) Wait(now time.Time) time.Duration {
 	if l == nil {
 		return 0
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	return max(l.Bytes.Wait(now), l.Ops.Wait(now))
 }
 

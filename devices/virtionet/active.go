@@ -60,6 +60,8 @@ const txLinger = 50 * time.Microsecond
 // transmit queue belongs to the tx worker alone.
 type activeState struct {
 	n      *Net
+	pair   int       // queue pair index (receiveq pair+1, transmitq pair+1)
+	model  nic.Model // this pair's backend
 	mem    *guestmem.Memory
 	rx, tx pcitransport.ActiveQueue
 	cfg    nic.Config
@@ -131,9 +133,9 @@ type activeState struct {
 	wg     sync.WaitGroup
 }
 
-func newActive(n *Net, mem *guestmem.Memory, rx, tx *pcitransport.ActiveQueue, cfg nic.Config) (*activeState, error) {
+func newActive(n *Net, pair int, mem *guestmem.Memory, rx, tx *pcitransport.ActiveQueue, cfg nic.Config) (*activeState, error) {
 	qs := int(rx.Queue.Size())
-	st := &activeState{n: n, mem: mem, rx: *rx, tx: *tx, cfg: cfg, lent: make([][][]byte, qs), lentGPA: make([][]uint64, qs), held: make([]uint16, qs),
+	st := &activeState{n: n, pair: pair, model: n.models[pair], mem: mem, rx: *rx, tx: *tx, cfg: cfg, lent: make([][][]byte, qs), lentGPA: make([][]uint64, qs), held: make([]uint16, qs),
 		rxLow: min(rxLowWater, qs/2), rxCo: coalescer{gap: n.cfg.Moderation.RxCoalesce}, txPoll: newTxPoller(n.cfg.Moderation.TxPoll, n.cfg.Moderation.linger())}
 	st.rxLimit, st.txLimit = n.cfg.RxLimit, n.cfg.TxLimit
 	rx.Queue.SetMaxChainDescs(maxChainDescs)
@@ -321,7 +323,7 @@ func (st *activeState) queueBroken(once *atomic.Bool, which string, err error) {
 		return
 	}
 	st.n.Stats.BrokenQueues.Add(1)
-	st.n.log.Warn("virtio-net: "+which+" queue broken by the driver; device needs reset", "err", err)
+	st.n.log.Warn("virtio-net: "+which+" queue broken by the driver; device needs reset", "pair", st.pair, "err", err)
 	if st.needsReset != nil {
 		st.needsReset()
 	}
@@ -368,7 +370,7 @@ func (st *activeState) debugState() string {
 	// rings are read.
 	tx := fmt.Sprintf("tx: %s; interrupts sent %d; completions not yet published %d", st.tx.Queue.DriverView(st.mem), st.txIRQs.Load(), pending)
 	s := rx + "\n" + tx
-	if d, ok := st.n.cfg.Model.(nic.Debugger); ok {
+	if d, ok := st.model.(nic.Debugger); ok {
 		s += "\nmodel: " + d.DebugState()
 	}
 	return s

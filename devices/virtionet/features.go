@@ -19,6 +19,8 @@ const (
 	FeatHostECN   = 1 << 13 // VIRTIO_NET_F_HOST_ECN
 	FeatMrgRxbuf  = 1 << 15 // VIRTIO_NET_F_MRG_RXBUF
 	FeatStatus    = 1 << 16 // VIRTIO_NET_F_STATUS
+	FeatCtrlVQ    = 1 << 17 // VIRTIO_NET_F_CTRL_VQ: the control queue
+	FeatMQ        = 1 << 22 // VIRTIO_NET_F_MQ: more than one queue pair
 	FeatIndirect  = 1 << 28 // VIRTIO_F_RING_INDIRECT_DESC
 	FeatEventIdx  = 1 << 29 // VIRTIO_F_RING_EVENT_IDX
 	FeatVersion1  = 1 << 32 // VIRTIO_F_VERSION_1
@@ -32,7 +34,7 @@ var featureNames = []struct {
 	{FeatCsum, "CSUM"}, {FeatGuestCsum, "GUEST_CSUM"}, {FeatMTU, "MTU"}, {FeatMAC, "MAC"},
 	{FeatGuestTSO4, "GUEST_TSO4"}, {FeatGuestTSO6, "GUEST_TSO6"}, {FeatGuestECN, "GUEST_ECN"},
 	{FeatHostTSO4, "HOST_TSO4"}, {FeatHostTSO6, "HOST_TSO6"}, {FeatHostECN, "HOST_ECN"},
-	{FeatMrgRxbuf, "MRG_RXBUF"}, {FeatStatus, "STATUS"}, {FeatIndirect, "INDIRECT_DESC"},
+	{FeatMrgRxbuf, "MRG_RXBUF"}, {FeatStatus, "STATUS"}, {FeatCtrlVQ, "CTRL_VQ"}, {FeatMQ, "MQ"}, {FeatIndirect, "INDIRECT_DESC"},
 	{FeatEventIdx, "EVENT_IDX"}, {FeatVersion1, "VERSION_1"},
 }
 

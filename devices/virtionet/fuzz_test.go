@@ -65,7 +65,7 @@ func TestCompletionsAfterResetAreDropped(t *testing.T) {
 	head, err := r.rxD.AddChain(nil, []uint32{2048})
 	require.NoError(t, err)
 	r.dev.mu.Lock()
-	st := r.dev.active
+	st := r.dev.pair0()
 	r.dev.mu.Unlock()
 	st.postRx() // what the rx worker does on a kick
 	require.Equal(t, 1, r.model.posted())
@@ -501,7 +501,7 @@ func (r *netFuzz) action() {
 // hostile driver may even for a chain it made available. The buffers of
 // the old descriptors stay where the device may write.
 func (r *netFuzz) rewriteDesc() {
-	rx := &r.q[rxQ]
+	rx := &r.q[rxIndex(0)]
 	j := uint64(r.in.Byte())
 	if !rx.written {
 		return
@@ -520,7 +520,7 @@ func (r *netFuzz) rewriteDesc() {
 // ring, as the round's RAM image has them.
 func (r *netFuzz) rxBufs() []span {
 	var s []span
-	if rx := &r.q[rxQ]; rx.enabled {
+	if rx := &r.q[rxIndex(0)]; rx.enabled {
 		for slot := range uint64(rx.size) {
 			head := binary.LittleEndian.Uint16(r.shadowAt(rx.avail+4+2*slot, 2))
 			segs, _ := r.walk(rx, head)
@@ -536,14 +536,14 @@ func (r *netFuzz) rxBufs() []span {
 // transmit queue is left to its worker alone.
 func (r *netFuzz) kick(i int) {
 	r.wr(pcitransport.NotifyOffset+uint64(i)*pcitransport.NotifyMultiplier, 2, uint64(i))
-	if i == rxQ {
+	if i == rxIndex(0) {
 		r.syncRx()
 	}
 }
 
 func (r *netFuzz) syncRx() {
 	r.dev.mu.Lock()
-	st := r.dev.active
+	st := r.dev.pair0()
 	r.dev.mu.Unlock()
 	if st != nil {
 		st.postRx()
@@ -649,7 +649,7 @@ func (r *netFuzz) checkUsed(i int, q *fzRing) {
 			t.Fatalf("queue %d: used element %d names descriptor %d, size %d", i, k, id, q.size)
 		}
 		_, writable := r.walk(q, uint16(id))
-		if i == txQ {
+		if i == txIndex(0) {
 			writable = 0
 		}
 		if uint64(l) > writable && !q.rewritten {

@@ -194,7 +194,7 @@ func (r *rig) receiveRefilling(t *testing.T, frames int, refill func() bool) (ki
 func (r *rig) active() *activeState {
 	r.dev.mu.Lock()
 	defer r.dev.mu.Unlock()
-	return r.dev.active
+	return r.dev.pair0()
 }
 
 func newRigWith(t *testing.T, mergeable bool, features uint64, eventIdx bool, mod Moderation) *rig {
@@ -243,8 +243,8 @@ func newRigQueues(t *testing.T, mergeable bool, features uint64, eventIdx bool, 
 		Mem:        mem,
 		NeedsReset: func() { r.resets.Add(1) },
 		Queues: []pcitransport.ActiveQueue{
-			{Index: rxQ, Queue: r.rxQ, Interrupt: &r.rxIRQ, Doorbell: r.rxBell},
-			{Index: txQ, Queue: r.txQ, Interrupt: &r.txIRQ, Doorbell: r.txBell},
+			{Index: rxIndex(0), Queue: r.rxQ, Interrupt: &r.rxIRQ, Doorbell: r.rxBell},
+			{Index: txIndex(0), Queue: r.txQ, Interrupt: &r.txIRQ, Doorbell: r.txBell},
 		},
 	}))
 	t.Cleanup(r.dev.Reset)
@@ -539,7 +539,7 @@ func TestTransmitLingersWithKicksOff(t *testing.T) {
 		t.Run(fmt.Sprintf("event_idx=%v", eventIdx), func(t *testing.T) {
 			r := newRigEventIdx(t, true, 0, eventIdx)
 			r.dev.mu.Lock()
-			st := r.dev.active
+			st := r.dev.pair0()
 			r.dev.mu.Unlock()
 			// The test plays the tx worker: stop the real one (Reset still
 			// cleans up after it).
@@ -569,7 +569,7 @@ func TestTransmitLingersWithKicksOff(t *testing.T) {
 func TestTransmitInterruptDeferredAndDropped(t *testing.T) {
 	r := newRig(t, true, 0)
 	r.dev.mu.Lock()
-	st := r.dev.active
+	st := r.dev.pair0()
 	r.dev.mu.Unlock()
 	signalFD(st.stopFD) // the test plays the tx worker
 	st.wg.Wait()
@@ -664,4 +664,13 @@ func TestTransmitCompletedAsynchronously(t *testing.T) {
 	require.Zero(t, i, "nothing is used before the model completes")
 	r.model.finishTx()
 	waitFor(t, "tx used after the asynchronous completion", func() bool { i, _ := r.txD.UsedIdx(); return i == 3 })
+}
+
+// pair0 is the first pair's activation, nil when the device is not active
+// (call with n.mu held).
+func (n *Net) pair0() *activeState {
+	if len(n.active) == 0 {
+		return nil
+	}
+	return n.active[0]
 }

@@ -158,7 +158,7 @@ func (st *activeState) returnBad(head uint16) bool {
 func (st *activeState) lend(extra uint16) bool {
 	k := len(st.rxBufs)
 	if k > 0 {
-		k = st.n.cfg.Model.PostRx(st.rxBufs)
+		k = st.model.PostRx(st.rxBufs)
 	}
 	for _, b := range st.rxBufs[k:] {
 		st.held[b.ID]--

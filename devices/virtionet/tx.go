@@ -97,7 +97,7 @@ func (st *activeState) processTx() time.Duration {
 			st.txDoneMu.Lock()
 			st.inTransmit = true // cleared by publishTx, under the same lock
 			st.txDoneMu.Unlock()
-			st.n.cfg.Model.Transmit(st.txFrames)
+			st.model.Transmit(st.txFrames)
 		}
 		st.publishTx()
 		if limited > 0 {

@@ -59,28 +59,87 @@ type Tap struct {
 // talks TUNSETIFF; the tap model, the zero-copy port and the guest-visible
 // 82599 all open their taps through it.
 func OpenFD(name string, vnetHdr bool) (fd int, created bool, err error) {
+	fds, created, err := OpenQueues(name, 1, vnetHdr)
+	if err != nil {
+		return -1, false, err
+	}
+	return fds[0], created, nil
+}
+
+// MaxQueues bounds the queues of one multi-queue tap (the kernel's
+// MAX_TAP_QUEUES is 256; govmm needs no more than a guest's queue pairs).
+const MaxQueues = 16
+
+// OpenQueues opens n queues of tap interface name, as OpenFD does one.
+// With n > 1 the tap is multi-queue (IFF_MULTI_QUEUE): the kernel spreads
+// flows over the descriptors, each of which reads and writes its own
+// queue. A tap created beforehand must have been made multi-queue too (ip
+// tuntap add NAME mode tap multi_queue).
+func OpenQueues(name string, n int, vnetHdr bool) (fds []int, created bool, err error) {
 	if len(name) == 0 || len(name) >= unix.IFNAMSIZ {
-		return -1, false, fmt.Errorf("tap: bad interface name %q", name)
+		return nil, false, fmt.Errorf("tap: bad interface name %q", name)
+	}
+	if n < 1 || n > MaxQueues {
+		return nil, false, fmt.Errorf("tap %s: %d queues, want 1..%d", name, n, MaxQueues)
 	}
 	_, statErr := os.Stat("/sys/class/net/" + name)
-	fd, err = unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	if vnetHdr {
+		flags |= unix.IFF_VNET_HDR
+	}
+	if n > 1 {
+		flags |= unix.IFF_MULTI_QUEUE
+	}
+	for range n {
+		fd, err := openQueue(name, flags)
+		if err != nil {
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+			if n > 1 && statErr == nil && errors.Is(err, unix.EINVAL) {
+				err = fmt.Errorf("%w (a tap made beforehand must be multi-queue for %d queues: ip tuntap add %s mode tap multi_queue)", err, n, name)
+			}
+			return nil, false, err
+		}
+		fds = append(fds, fd)
+	}
+	return fds, errors.Is(statErr, os.ErrNotExist), nil
+}
+
+func openQueue(name string, flags uint16) (int, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
-		return -1, false, fmt.Errorf("tap %s: open /dev/net/tun: %w", name, err)
+		return -1, fmt.Errorf("tap %s: open /dev/net/tun: %w", name, err)
 	}
 	ifr, err := unix.NewIfreq(name)
 	if err == nil {
-		flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI)
-		if vnetHdr {
-			flags |= unix.IFF_VNET_HDR
-		}
 		ifr.SetUint16(flags)
 		err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
 	}
 	if err != nil {
 		unix.Close(fd)
-		return -1, false, fmt.Errorf("tap %s: TUNSETIFF: %w", name, err)
+		return -1, fmt.Errorf("tap %s: TUNSETIFF: %w", name, err)
 	}
-	return fd, errors.Is(statErr, os.ErrNotExist), nil
+	return fd, nil
+}
+
+// SetQueue attaches (on) or detaches one queue of a multi-queue tap
+// (TUNSETQUEUE). The kernel steers no frame to a detached queue; reading
+// or writing its descriptor fails with EBADFD until it is attached again.
+func SetQueue(fd int, on bool) error {
+	ifr, err := unix.NewIfreq("")
+	if err != nil {
+		return fmt.Errorf("tap: TUNSETQUEUE: %w", err)
+	}
+	flag := uint16(unix.IFF_DETACH_QUEUE)
+	if on {
+		flag = unix.IFF_ATTACH_QUEUE
+	}
+	ifr.SetUint16(flag)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETQUEUE, ifr); err != nil {
+		return fmt.Errorf("tap: TUNSETQUEUE attach=%v: %w", on, err)
+	}
+	return nil
 }
 
 // SetPersist sets or clears TUNSETPERSIST on an attached tap descriptor.

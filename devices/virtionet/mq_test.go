@@ -1,0 +1,226 @@
+package virtionet
+
+import (
+	"encoding/binary"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/govmm/govmm/devices/nic"
+	"github.com/govmm/govmm/devices/virtio/pcitransport"
+	"github.com/govmm/govmm/devices/virtio/queue"
+	"github.com/govmm/govmm/devices/virtio/queue/queuetest"
+	"github.com/govmm/govmm/vmm/guestmem"
+)
+
+// switchModel is a fakeModel serving one queue of a multi-queue host
+// interface: it records whether its queue is on.
+type switchModel struct {
+	fakeModel
+	mu      sync.Mutex
+	on      bool
+	history []bool
+}
+
+func (s *switchModel) SetQueueEnabled(on bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.on = on
+	s.history = append(s.history, on)
+	return nil
+}
+
+func (s *switchModel) enabled() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.on
+}
+
+// mqRig is a device with three queue pairs and its control queue, driven
+// through queuetest drivers.
+type mqRig struct {
+	dev    *Net
+	models []*switchModel
+	drv    []*queuetest.Driver // rx0, tx0, rx1, tx1, rx2, tx2, ctrl
+	bells  []int
+	irqs   []countIRQ
+}
+
+const mqPairs = 3
+
+func newMQRig(t *testing.T, features uint64) *mqRig {
+	t.Helper()
+	r := &mqRig{}
+	var models []nic.Model
+	for range mqPairs {
+		m := &switchModel{fakeModel: fakeModel{caps: nic.Capabilities{Csum: true, TSO: true}}}
+		r.models = append(r.models, m)
+		models = append(models, m)
+	}
+	var err error
+	r.dev, err = New(Config{MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, Models: models})
+	require.NoError(t, err)
+	nq := 2*mqPairs + 1
+	r.irqs = make([]countIRQ, nq)
+	var regions []guestmem.Region
+	var aq []pcitransport.ActiveQueue
+	for i := range nq {
+		d, err := queuetest.New(queuetest.Config{Size: 64, GPA: uint64(i+1) << 28, EventIdx: true})
+		require.NoError(t, err)
+		q := queue.New(64)
+		q.SetEventIdx(true)
+		require.NoError(t, d.Configure(q))
+		bell, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+		require.NoError(t, err)
+		t.Cleanup(func() { unix.Close(bell) })
+		r.drv, r.bells = append(r.drv, d), append(r.bells, bell)
+		regions = append(regions, d.Mem.Regions()[0])
+		aq = append(aq, pcitransport.ActiveQueue{Index: i, Queue: q, Interrupt: &r.irqs[i], Doorbell: bell})
+	}
+	mem, err := guestmem.FromRegions(regions...)
+	require.NoError(t, err)
+	require.NoError(t, r.dev.Activate(pcitransport.Activation{Features: features | FeatVersion1 | FeatEventIdx, Mem: mem, Queues: aq}))
+	t.Cleanup(r.dev.Reset)
+	return r
+}
+
+// command queues one control command (class, cmd, data) with its ack byte,
+// kicks if the device asked for it, and returns the ack the device wrote.
+func (r *mqRig) command(t *testing.T, class, cmd byte, data []byte) byte {
+	t.Helper()
+	ctrl := r.drv[2*mqPairs]
+	_, err := ctrl.AddChain([][]byte{{class, cmd}, data}, []uint32{1})
+	require.NoError(t, err)
+	// As Linux does: a kick only when the device asked for one (EVENT_IDX).
+	need, err := ctrl.NeedsKick()
+	require.NoError(t, err)
+	if need {
+		kick(r.bells[2*mqPairs])
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		u, ok, err := ctrl.PopUsed()
+		require.NoError(t, err)
+		if ok {
+			require.Equal(t, uint32(1), u.Len, "the device writes the one-byte ack")
+			return u.Data[0]
+		}
+		require.True(t, time.Now().Before(deadline), "no answer to command %d/%d", class, cmd)
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func pairsSet(k uint16) []byte { return binary.LittleEndian.AppendUint16(nil, k) }
+
+func (r *mqRig) enabledQueues() []bool {
+	var on []bool
+	for _, m := range r.models {
+		on = append(on, m.enabled())
+	}
+	return on
+}
+
+func TestMultiqueueOffersPairsAndControlQueue(t *testing.T) {
+	n, err := New(Config{MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, Models: []nic.Model{&fakeModel{}, &fakeModel{}}})
+	require.NoError(t, err)
+	require.Equal(t, uint64(FeatMQ|FeatCtrlVQ), n.Features()&(FeatMQ|FeatCtrlVQ))
+	require.Equal(t, []uint16{QueueSize, QueueSize, QueueSize, QueueSize, ctrlQueueSize}, n.QueueMaxSizes())
+	b := make([]byte, 2)
+	n.ReadConfig(8, b)
+	require.Equal(t, uint16(2), binary.LittleEndian.Uint16(b), "max_virtqueue_pairs")
+
+	one, err := New(Config{MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, Model: &fakeModel{}})
+	require.NoError(t, err)
+	require.Zero(t, one.Features()&(FeatMQ|FeatCtrlVQ), "a single pair offers neither")
+	require.Len(t, one.QueueMaxSizes(), 2)
+
+	_, err = New(Config{MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, Model: &fakeModel{}, Models: []nic.Model{&fakeModel{}}})
+	require.Error(t, err)
+	_, err = New(Config{MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, Models: make([]nic.Model, MaxPairs+1)})
+	require.Error(t, err)
+}
+
+// The driver sets the pairs it uses: only their host queues stay on, and
+// every pair's model was started, so buffers posted to a pair turned off
+// later are still the model's to return on reset.
+func TestMultiqueuePairsSet(t *testing.T) {
+	r := newMQRig(t, FeatMQ|FeatCtrlVQ)
+	require.Equal(t, []bool{true, false, false}, r.enabledQueues(), "only the first pair until the driver sets more")
+	for i, m := range r.models {
+		m.mu.Lock()
+		started := m.fakeModel.sink != nil
+		m.mu.Unlock()
+		require.True(t, started, "pair %d's model started", i)
+	}
+
+	require.Equal(t, byte(ctrlAckOK), r.command(t, ctrlClassMQ, ctrlMQPairsSet, pairsSet(3)))
+	require.Equal(t, []bool{true, true, true}, r.enabledQueues())
+	require.Equal(t, 3, r.dev.ActivePairs())
+	require.Equal(t, byte(ctrlAckOK), r.command(t, ctrlClassMQ, ctrlMQPairsSet, pairsSet(2)))
+	require.Equal(t, []bool{true, true, false}, r.enabledQueues())
+
+	// Out of range (§5.1.6.5.5: 1..max_virtqueue_pairs), short data, a
+	// class the device did not offer: VIRTIO_NET_ERR, nothing changes.
+	for _, c := range []struct {
+		class, cmd byte
+		data       []byte
+	}{
+		{ctrlClassMQ, ctrlMQPairsSet, pairsSet(0)},
+		{ctrlClassMQ, ctrlMQPairsSet, pairsSet(4)},
+		{ctrlClassMQ, ctrlMQPairsSet, []byte{1}},
+		{ctrlClassMQ, 7, pairsSet(1)},
+		{0, 0, []byte{1}}, // VIRTIO_NET_CTRL_RX_PROMISC: CTRL_RX not offered
+		{1, 1, make([]byte, 6)},
+	} {
+		require.Equal(t, byte(ctrlAckErr), r.command(t, c.class, c.cmd, c.data), "%+v", c)
+	}
+	require.Equal(t, []bool{true, true, false}, r.enabledQueues())
+	require.Contains(t, r.dev.DebugState(), "queue pairs: 2 of 3 in use")
+
+	// A reset leaves the first pair alone for the next driver.
+	r.dev.Reset()
+	require.Equal(t, []bool{true, false, false}, r.enabledQueues())
+}
+
+// Without VIRTIO_NET_F_MQ negotiated the device runs one pair, whatever
+// the driver enabled, and refuses to set more.
+func TestMultiqueueNotNegotiated(t *testing.T) {
+	r := newMQRig(t, 0)
+	for i, m := range r.models {
+		m.mu.Lock()
+		started := m.fakeModel.sink != nil
+		m.mu.Unlock()
+		require.Equal(t, i == 0, started, "pair %d", i)
+	}
+	require.Equal(t, []bool{true, false, false}, r.enabledQueues())
+	require.Equal(t, "not active (no driver)", func() string { r.dev.Reset(); return r.dev.DebugState() }())
+}
+
+// A control chain without room for the ack, or a broken control ring, is
+// hostile input like any other: answered with nothing, or the device asks
+// for a reset; it never panics and the data queues keep running.
+func TestControlQueueHostileChains(t *testing.T) {
+	r := newMQRig(t, FeatMQ|FeatCtrlVQ)
+	ctrl := r.drv[2*mqPairs]
+	_, err := ctrl.AddChain([][]byte{{ctrlClassMQ, ctrlMQPairsSet, 2, 0}}, nil) // no ack byte
+	require.NoError(t, err)
+	kick(r.bells[2*mqPairs])
+	waitFor(t, "the chain back", func() bool {
+		u, ok, err := ctrl.PopUsed()
+		require.NoError(t, err)
+		if ok {
+			require.Zero(t, u.Len)
+		}
+		return ok
+	})
+	require.Equal(t, []bool{true, false, false}, r.enabledQueues(), "a command that cannot be acked is not run")
+
+	require.NoError(t, ctrl.SetAvailIdx(ctrl.AvailIdx()+1000))
+	kick(r.bells[2*mqPairs])
+	waitFor(t, "the broken control queue counted", func() bool { return r.dev.Stats.BrokenQueues.Load() == 1 })
+	require.Contains(t, r.dev.DebugState(), "control:")
+}
