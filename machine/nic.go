@@ -28,8 +28,8 @@ type NetConfig struct {
 	// Queues is the virtio-net queue pairs (0 or 1: one). With more, the
 	// tap is multi-queue and each pair has its own zero-copy model: its
 	// own 82599 rings, pin account and tap queue.
-	Queues int
-	PinLimit   uint64           // zero-copy: bytes of guest rx buffers registered with the NIC (0: default)
+	Queues   int
+	PinLimit uint64 // zero-copy: bytes of guest rx buffers registered with the NIC (0: default)
 	// Moderation: virtio-net transmit polling and receive interrupt
 	// coalescing (virtionet.DefaultModeration unless set by the CLI).
 	Moderation virtionet.Moderation

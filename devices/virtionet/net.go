@@ -186,7 +186,7 @@ func (n *Net) QueueMaxSizes() []uint16 {
 func (n *Net) configBytes() [12]byte {
 	var b [12]byte
 	copy(b[0:6], n.cfg.MAC)
-	binary.LittleEndian.PutUint16(b[6:], 1) // VIRTIO_NET_S_LINK_UP
+	binary.LittleEndian.PutUint16(b[6:], 1)                     // VIRTIO_NET_S_LINK_UP
 	binary.LittleEndian.PutUint16(b[8:], uint16(len(n.models))) // max_virtqueue_pairs
 	binary.LittleEndian.PutUint16(b[10:], n.cfg.MTU)
 	return b
