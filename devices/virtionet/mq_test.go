@@ -2,6 +2,7 @@ package virtionet
 
 import (
 	"encoding/binary"
+	"log/slog"
 	"net"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/govmm/govmm/devices/virtio/pcitransport"
 	"github.com/govmm/govmm/devices/virtio/queue"
 	"github.com/govmm/govmm/devices/virtio/queue/queuetest"
+	"github.com/govmm/govmm/internal/fuzzinput"
 	"github.com/govmm/govmm/vmm/guestmem"
 )
 
@@ -223,4 +225,80 @@ func TestControlQueueHostileChains(t *testing.T) {
 	kick(r.bells[2*mqPairs])
 	waitFor(t, "the broken control queue counted", func() bool { return r.dev.Stats.BrokenQueues.Load() == 1 })
 	require.Contains(t, r.dev.DebugState(), "control:")
+}
+
+// FuzzControlQueue feeds the control queue what a hostile driver may
+// queue: commands of any class, length and data, chains without room for
+// the ack, indirect chains, raw descriptors and avail indices out of
+// range. The device must never panic, answer each chain with at most the
+// one ack byte (VIRTIO_NET_OK or _ERR), keep the pairs in use within
+// 1..max with exactly their host queues on, and stop at a broken ring.
+func FuzzControlQueue(f *testing.F) {
+	f.Add([]byte{0, 4, 4, 0, 2, 0, 1, 1, 0, 3})                      // VQ_PAIRS_SET 2, a one-byte ack buffer, direct
+	f.Add([]byte{0, 4, 4, 0, 9, 0, 1, 0, 4, 4, 0, 1, 0, 0, 3})       // 9 (refused), then 1 without an ack byte
+	f.Add([]byte{1, 3, 4, 0, 3, 0, 2, 1, 1, 3, 2, 0xff, 0xff, 3})    // indirect, then a raw descriptor
+	f.Add([]byte{0, 2, 0, 1, 1, 3, 3, 0x10, 0x00, 3, 0, 4, 4, 0, 3}) // a bad avail idx
+	f.Fuzz(func(t *testing.T, data []byte) {
+		in := fuzzinput.New(data)
+		var models []nic.Model
+		var sw []*switchModel
+		for range mqPairs {
+			m := &switchModel{}
+			sw, models = append(sw, m), append(models, m)
+		}
+		n, err := New(Config{MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, Models: models, Logger: slog.New(slog.DiscardHandler)})
+		require.NoError(t, err)
+		d, err := queuetest.New(queuetest.Config{Size: 16, ChunkSize: 256, GPA: 0x10000, EventIdx: true, Indirect: true})
+		require.NoError(t, err)
+		q := queue.New(16)
+		q.SetEventIdx(true)
+		q.SetIndirect(true)
+		require.NoError(t, d.Configure(q))
+		var irq countIRQ
+		resets := 0
+		c, err := newCtrl(n, d.Mem, &pcitransport.ActiveQueue{Index: 2 * mqPairs, Queue: q, Interrupt: &irq, Doorbell: -1},
+			FeatMQ|FeatCtrlVQ, func() { resets++ })
+		require.NoError(t, err)
+		defer unix.Close(c.stopFD)
+		for ops := 0; !in.Empty() && ops < 64; ops++ {
+			switch in.Byte() % 5 {
+			case 0, 1: // a command: readable bytes, 0-2 writable buffers
+				readable := [][]byte{in.Bytes(int(in.Byte() % 80))}
+				var writable []uint32
+				for range in.Byte() % 3 {
+					writable = append(writable, uint32(in.Byte()%5))
+				}
+				if in.Byte()&1 == 0 {
+					_, _ = d.AddChain(readable, writable)
+				} else {
+					_, _ = d.AddIndirectChain(readable, writable)
+				}
+			case 2: // a raw descriptor made available
+				i := in.U16() % 16
+				_ = d.WriteDesc(i, queuetest.Desc{Addr: uint64(in.U32()), Len: in.U32() % 512, Flags: in.U16() & 7, Next: in.U16()})
+				_ = d.PushAvail(i)
+			case 3:
+				c.process()
+			case 4:
+				_ = d.SetAvailIdx(d.AvailIdx() + in.U16()%64)
+			}
+		}
+		c.process()
+		for {
+			u, ok, err := d.PopUsed()
+			if err != nil || !ok {
+				break
+			}
+			require.LessOrEqual(t, u.Len, uint32(1), "at most the ack byte")
+			if u.Len == 1 && len(u.Data) == 1 {
+				require.Contains(t, []byte{ctrlAckOK, ctrlAckErr}, u.Data[0])
+			}
+		}
+		k := n.ActivePairs()
+		require.True(t, k >= 1 && k <= mqPairs, "pairs %d", k)
+		for i, m := range sw {
+			require.Equal(t, i < k, m.enabled(), "pair %d's host queue with %d pairs set", i, k)
+		}
+		require.LessOrEqual(t, resets, 1, "a broken control queue asks for a reset once")
+	})
 }
