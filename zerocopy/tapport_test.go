@@ -2,7 +2,6 @@ package zerocopy
 
 import (
 	"encoding/binary"
-	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -63,7 +62,7 @@ func TestTSOThroughRealTap(t *testing.T) {
 		p, err := OpenTap("zctso0")
 		require.NoError(t, err)
 		defer p.Close()
-		tapMAC := linkUp(t, "zctso0", []byte{10, 77, 0, 1}).HardwareAddr
+		tapMAC := testnet.LinkUp(t, "zctso0", []byte{10, 77, 0, 1}).HardwareAddr
 
 		mem := testRAM(t)
 		m, err := NewModel(Config{MAC: guestMAC, Mem: mem, Port: p})
@@ -136,7 +135,7 @@ func TestTapPortQueues(t *testing.T) {
 		for _, p := range ports {
 			require.NoError(t, p.SetHdrLen(12))
 		}
-		ifc := linkUp(t, "zcmq0", nil)
+		ifc := testnet.LinkUp(t, "zcmq0", nil)
 		ps, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
 		require.NoError(t, err)
 		defer unix.Close(ps)
@@ -196,26 +195,6 @@ func TestTapPortQueues(t *testing.T) {
 		require.Equal(t, 64, n0+n1)
 		require.NotZero(t, n1, "the queue takes flows again")
 	})
-}
-
-// linkUp sets interface name up, with IPv4 address addr unless nil, in
-// this thread's namespace, and returns it.
-func linkUp(t *testing.T, name string, addr []byte) *net.Interface {
-	s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	require.NoError(t, err)
-	defer unix.Close(s)
-	ifr, err := unix.NewIfreq(name)
-	require.NoError(t, err)
-	require.NoError(t, unix.IoctlIfreq(s, unix.SIOCGIFFLAGS, ifr))
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	require.NoError(t, unix.IoctlIfreq(s, unix.SIOCSIFFLAGS, ifr))
-	if addr != nil {
-		require.NoError(t, ifr.SetInet4Addr(addr))
-		require.NoError(t, unix.IoctlIfreq(s, unix.SIOCSIFADDR, ifr))
-	}
-	ifc, err := net.InterfaceByName(name) // netlink, on this thread: its namespace
-	require.NoError(t, err)
-	return ifc
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }

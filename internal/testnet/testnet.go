@@ -4,6 +4,7 @@
 package testnet
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
@@ -95,4 +96,36 @@ func (n *Netns) Do(f func()) {
 	done := make(chan struct{})
 	n.work <- func() { defer close(done); f() }
 	<-done
+}
+
+// LinkUp sets interface name up, with IPv4 address addr unless nil, in
+// the calling thread's network namespace, and returns it.
+func LinkUp(t *testing.T, name string, addr []byte) *net.Interface {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("testnet: socket: %v", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(name)
+	if err == nil {
+		err = unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr)
+	}
+	if err == nil {
+		ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+		err = unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+	}
+	if err == nil && addr != nil {
+		if err = ifr.SetInet4Addr(addr); err == nil {
+			err = unix.IoctlIfreq(fd, unix.SIOCSIFADDR, ifr)
+		}
+	}
+	if err != nil {
+		t.Fatalf("testnet: %s up: %v", name, err)
+	}
+	ifc, err := net.InterfaceByName(name) // netlink, on this thread: its namespace
+	if err != nil {
+		t.Fatalf("testnet: %s: %v", name, err)
+	}
+	return ifc
 }

@@ -13,19 +13,6 @@ import (
 	"github.com/govmm/govmm/internal/testnet"
 )
 
-func ifUp(t *testing.T, name string) int {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	require.NoError(t, err)
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq(name)
-	require.NoError(t, err)
-	require.NoError(t, unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr))
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	require.NoError(t, unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr))
-	require.NoError(t, unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr))
-	return int(ifr.Uint32())
-}
-
 type sink struct {
 	mu     sync.Mutex
 	frames [][]nic.Used
@@ -53,7 +40,7 @@ func TestTapRoundTrip(t *testing.T) {
 		require.NoError(t, err)
 		defer tp.Close()
 		require.True(t, tp.Created())
-		idx := ifUp(t, "gvt0")
+		idx := testnet.LinkUp(t, "gvt0", nil).Index
 
 		s := &sink{}
 		require.NoError(t, tp.Start(nic.Config{HdrLen: 12, Mergeable: true}, s))
@@ -142,7 +129,7 @@ func TestTapDeletedUnderUs(t *testing.T) {
 		tp, err := Open("gvt1")
 		require.NoError(t, err)
 		defer tp.Close()
-		ifUp(t, "gvt1")
+		testnet.LinkUp(t, "gvt1", nil)
 		s := &sink{}
 		require.NoError(t, tp.Start(nic.Config{HdrLen: 12, Mergeable: true}, s))
 		var posts []nic.Buf
@@ -180,7 +167,7 @@ func TestTapRestartReceives(t *testing.T) {
 		tp, err := Open("gvt2")
 		require.NoError(t, err)
 		defer tp.Close()
-		idx := ifUp(t, "gvt2")
+		idx := testnet.LinkUp(t, "gvt2", nil).Index
 		ps, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
 		require.NoError(t, err)
 		defer unix.Close(ps)
