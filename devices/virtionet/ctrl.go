@@ -36,6 +36,7 @@ type ctrlState struct {
 	mem        *guestmem.Memory
 	q          pcitransport.ActiveQueue
 	features   uint64
+	usable     int // pairs the driver may set: those running from the first on
 	needsReset func()
 	chain      queue.Chain
 	buf        [ctrlMaxReadable]byte // the command, copied out of guest memory before it is read (TOCTOU)
@@ -46,13 +47,13 @@ type ctrlState struct {
 	commands, refused atomic.Uint64 // for the state dump
 }
 
-func newCtrl(n *Net, mem *guestmem.Memory, q *pcitransport.ActiveQueue, features uint64, needsReset func()) (*ctrlState, error) {
+func newCtrl(n *Net, mem *guestmem.Memory, q *pcitransport.ActiveQueue, features uint64, usable int, needsReset func()) (*ctrlState, error) {
 	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		return nil, fmt.Errorf("virtionet: eventfd: %w", err)
 	}
 	q.Queue.SetMaxChainDescs(maxChainDescs)
-	return &ctrlState{n: n, mem: mem, q: *q, features: features, needsReset: needsReset, stopFD: fd}, nil
+	return &ctrlState{n: n, mem: mem, q: *q, features: features, usable: usable, needsReset: needsReset, stopFD: fd}, nil
 }
 
 func (c *ctrlState) start() {
@@ -161,8 +162,8 @@ func (c *ctrlState) command(ch *queue.Chain) byte {
 			break
 		}
 		k := int(binary.LittleEndian.Uint16(data))
-		if k < 1 || k > len(c.n.models) {
-			break // §5.1.6.5.5: 1 to max_virtqueue_pairs
+		if k < 1 || k > c.usable {
+			break // §5.1.6.5.5: 1 to max_virtqueue_pairs, of which the driver enabled these
 		}
 		if err := c.n.setPairs(k); err != nil {
 			c.n.log.Warn("virtio-net: queue pairs not switched", "pairs", k, "err", err)

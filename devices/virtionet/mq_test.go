@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -43,7 +44,8 @@ func (s *switchModel) enabled() bool {
 }
 
 // mqRig is a device with three queue pairs and its control queue, driven
-// through queuetest drivers.
+// through queuetest drivers; the driver enables every queue but those
+// listed as disabled.
 type mqRig struct {
 	dev    *Net
 	models []*switchModel
@@ -54,7 +56,7 @@ type mqRig struct {
 
 const mqPairs = 3
 
-func newMQRig(t *testing.T, features uint64) *mqRig {
+func newMQRig(t *testing.T, features uint64, disabled ...int) *mqRig {
 	t.Helper()
 	r := &mqRig{}
 	var models []nic.Model
@@ -81,7 +83,9 @@ func newMQRig(t *testing.T, features uint64) *mqRig {
 		t.Cleanup(func() { unix.Close(bell) })
 		r.drv, r.bells = append(r.drv, d), append(r.bells, bell)
 		regions = append(regions, d.Mem.Regions()[0])
-		aq = append(aq, pcitransport.ActiveQueue{Index: i, Queue: q, Interrupt: &r.irqs[i], Doorbell: bell})
+		if !slices.Contains(disabled, i) {
+			aq = append(aq, pcitransport.ActiveQueue{Index: i, Queue: q, Interrupt: &r.irqs[i], Doorbell: bell})
+		}
 	}
 	mem, err := guestmem.FromRegions(regions...)
 	require.NoError(t, err)
@@ -188,6 +192,20 @@ func TestMultiqueuePairsSet(t *testing.T) {
 	require.Equal(t, []bool{true, false, false}, r.enabledQueues())
 }
 
+// A pair the driver did not enable is not started, and cannot be set in
+// use: its host queue would take flows nobody reads.
+func TestMultiqueuePairNotEnabled(t *testing.T) {
+	r := newMQRig(t, FeatMQ|FeatCtrlVQ, rxIndex(2), txIndex(2))
+	r.models[2].mu.Lock()
+	started := r.models[2].fakeModel.sink != nil
+	r.models[2].mu.Unlock()
+	require.False(t, started)
+	require.Equal(t, byte(ctrlAckErr), r.command(t, ctrlClassMQ, ctrlMQPairsSet, pairsSet(3)))
+	require.Equal(t, byte(ctrlAckOK), r.command(t, ctrlClassMQ, ctrlMQPairsSet, pairsSet(2)))
+	require.Equal(t, []bool{true, true, false}, r.enabledQueues())
+	require.Contains(t, r.dev.DebugState(), "pair 2: not enabled by the driver")
+}
+
 // Without VIRTIO_NET_F_MQ negotiated the device runs one pair, whatever
 // the driver enabled, and refuses to set more.
 func TestMultiqueueNotNegotiated(t *testing.T) {
@@ -257,7 +275,7 @@ func FuzzControlQueue(f *testing.F) {
 		var irq countIRQ
 		resets := 0
 		c, err := newCtrl(n, d.Mem, &pcitransport.ActiveQueue{Index: 2 * mqPairs, Queue: q, Interrupt: &irq, Doorbell: -1},
-			FeatMQ|FeatCtrlVQ, func() { resets++ })
+			FeatMQ|FeatCtrlVQ, mqPairs, func() { resets++ })
 		require.NoError(t, err)
 		defer unix.Close(c.stopFD)
 		for ops := 0; !in.Empty() && ops < 64; ops++ {

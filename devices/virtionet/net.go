@@ -237,7 +237,7 @@ func (n *Net) Activate(a pcitransport.Activation) error {
 		HostTSO6:  f&FeatHostTSO6 != 0,
 	}
 	// A pair the driver left disabled (§4.1.4.3.2 allows it) is not
-	// started; the driver cannot set more pairs than it enabled either.
+	// started, and the driver cannot set it in use (ctrlState.usable).
 	active := make([]*activeState, pairs)
 	for i := range pairs {
 		rx, tx := enabled[rxIndex(i)], enabled[txIndex(i)]
@@ -260,7 +260,11 @@ func (n *Net) Activate(a pcitransport.Activation) error {
 	}
 	if f&FeatCtrlVQ != 0 {
 		if q := enabled[2*pairs]; q != nil {
-			c, err := newCtrl(n, a.Mem, q, f, a.NeedsReset)
+			usable := 0 // the pairs from the first on that run: the most the driver may set
+			for usable < pairs && active[usable] != nil {
+				usable++
+			}
+			c, err := newCtrl(n, a.Mem, q, f, usable, a.NeedsReset)
 			if err != nil {
 				n.stopPairs(active)
 				return err
