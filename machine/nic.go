@@ -225,7 +225,7 @@ func (n *NIC) attachIxgbe(p *vmm.Platform) error {
 	copy(mac[:], n.Config.MAC)
 	dev, err := pcidev.New(pcidev.Config{
 		MAC: mac, Tap: n.Config.Tap, Mem: p.Mem, Logger: p.Log,
-		AllocVector: p.AllocMSI,
+		AllocVector: p.AllocMSI, CoalesceMMIO: p.CoalesceMMIO,
 	})
 	if err != nil {
 		return err

@@ -38,6 +38,13 @@ type Platform struct {
 	// DeviceThread, when non-nil, is run by a device worker on its locked OS
 	// thread: it keeps the worker off the vCPUs' CPUs (--cpu-pin).
 	DeviceThread func()
+	// CoalesceMMIO, when non-nil, has KVM queue the guest's writes to
+	// [addr, addr+size) instead of exiting for each (on), or stops it.
+	// The vCPUs replay queued writes on the MMIO bus, in order, before
+	// they handle their next exit: a register may be coalesced when its
+	// writes need no action before the guest's next exit to the VMM (a
+	// read of any register, for one, comes after them).
+	CoalesceMMIO func(addr uint64, size uint32, on bool) error
 }
 
 // platform returns the view of m that devices attach to.
@@ -45,6 +52,7 @@ func (m *VM) platform() *Platform {
 	return &Platform{
 		Mem: m.Mem, PCI: m.PCI, VM: m.vm, Log: m.log,
 		DeviceThread: m.cfg.Placement.DeviceThread(),
+		CoalesceMMIO: m.coalesceMMIO(),
 		AllocMSI: func() (msix.Vector, error) {
 			vec, err := m.IRQ.AllocMSI()
 			if err != nil {
@@ -75,4 +83,29 @@ func (m *VM) closeDevices() error {
 	}
 	m.devices = nil
 	return errors.Join(errs...)
+}
+
+// coalesceMMIO is Platform.CoalesceMMIO: nil without KVM's coalesced
+// MMIO ring (or with it turned off).
+func (m *VM) coalesceMMIO() func(addr uint64, size uint32, on bool) error {
+	if m.vm == nil || m.coalescedPage == 0 {
+		return nil
+	}
+	return m.vm.SetCoalescedMMIO
+}
+
+// replayCoalesced hands the writes KVM queued to the MMIO bus, oldest
+// first; a vCPU calls it after every exit, before handling it, so that a
+// read or a write that exits is ordered after them.
+func (m *VM) replayCoalesced(r *kvm.CoalescedRing) {
+	if r == nil || !r.Pending() {
+		return
+	}
+	m.coalescedMu.Lock()
+	defer m.coalescedMu.Unlock()
+	r.Drain(func(addr uint64, data []byte) {
+		if !m.MMIO.Write(addr, data) {
+			m.unclaimed("coalesced mmio write", addr, len(data))
+		}
+	})
 }

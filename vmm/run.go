@@ -93,12 +93,14 @@ func (m *VM) vcpuLoop(c *kvm.VCPU, p *vcpuProbe) {
 		m.mu.Unlock()
 	}()
 
+	ring := c.CoalescedRing(m.coalescedPage)
 	for !m.isStopped() {
 		interrupted, err := c.Run()
 		if err != nil {
 			m.Stop(Outcome{Kind: Failure, Reason: err.Error()})
 			return
 		}
+		m.replayCoalesced(ring)
 		p.answer(c)
 		if interrupted {
 			continue

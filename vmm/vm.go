@@ -45,8 +45,11 @@ type Config struct {
 	// HugePages backs guest RAM with 2 MiB hugetlb pages (--mem-hugepages).
 	HugePages bool
 	// THP asks for transparent hugepages for guest RAM (--mem-thp).
-	THP    bool
-	Logger *slog.Logger
+	THP bool
+	// NoCoalescedMMIO keeps devices from having KVM queue their register
+	// writes (Platform.CoalesceMMIO is nil): every write exits (A/B runs).
+	NoCoalescedMMIO bool
+	Logger          *slog.Logger
 }
 
 // VM is a created virtual machine ready to Run.
@@ -71,6 +74,11 @@ type VM struct {
 	mu       sync.Mutex // guards threads (tids of running vCPUs)
 	threads  map[int]int
 	probes   []*vcpuProbe // by vCPU index: exit counts, state dumps
+
+	// coalescedPage is where each vCPU's mapping holds KVM's coalesced
+	// MMIO ring (0: none); coalescedMu lets one vCPU at a time replay it.
+	coalescedPage int
+	coalescedMu   sync.Mutex
 }
 
 // Outcome is how a guest run ended.
@@ -127,6 +135,9 @@ func New(cfg Config) (_ *VM, err error) {
 	}
 	if m.vm, err = m.sys.CreateVM(); err != nil {
 		return nil, err
+	}
+	if !cfg.NoCoalescedMMIO {
+		m.coalescedPage = m.sys.CoalescedMMIOPage()
 	}
 	if err = m.vm.SetupX86(layout.KVMTSSAddr, layout.KVMIdentityMap); err != nil {
 		return nil, err

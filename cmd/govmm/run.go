@@ -36,6 +36,7 @@ type RunCmd struct {
 	NoReboot    bool     `help:"Exit when the guest resets instead of booting it again." name:"no-reboot"`
 	HugePages   bool     `help:"Back guest RAM with 2 MiB hugepages from the host's pool (/proc/sys/vm/nr_hugepages): a zero-copy AF_XDP NIC can then DMA into any guest buffer (a 2 KiB chunk crosses a 4 KiB page, rarely a 2 MiB one)." name:"mem-hugepages"`
 	THP         bool     `help:"Ask for transparent hugepages for guest RAM (2 MiB-aligned, MADV_HUGEPAGE), as QEMU does: fewer nested page faults; advice the host may ignore." name:"mem-thp"`
+	NoCoalesced bool     `help:"Have every device register write exit to govmm: no KVM coalesced MMIO (on by default for the guest-visible 82599's receive tail registers), for A/B runs." name:"no-coalesced-mmio"`
 	CPUPin      string   `help:"Pin vCPU threads to host CPUs and keep govmm's other threads off them: off, auto (the last CPUs, one per vCPU; the other threads are moved off them only if a CPU is left), or a list (one CPU per vCPU, e.g. 3,5)." default:"off" name:"cpu-pin" env:"GOVMM_CPU_PIN" placeholder:"off|auto|LIST"`
 	SchedBatch  bool     `help:"Run govmm's threads other than the vCPUs' as SCHED_BATCH, so that a device thread's wake-up never preempts a running vCPU (it waits for the vCPU to block or for the scheduler tick). For hosts where vCPUs share CPUs with govmm's other threads." name:"sched-batch" env:"GOVMM_SCHED_BATCH"`
 	CPUPinScope string   `help:"With --cpu-pin, which other threads are kept off the vCPUs' CPUs: pollers (the virtio-net queue workers, whose poll timers would interrupt a vCPU), all (every other thread), vcpus (none)." default:"pollers" name:"cpu-pin-scope" env:"GOVMM_CPU_PIN_SCOPE" placeholder:"pollers|all|vcpus"`
@@ -237,15 +238,16 @@ func (r *RunCmd) config() (machine.Config, error) {
 	}
 	cfg := machine.Config{
 		Config: vmm.Config{
-			KVMPath:   r.KVM,
-			Cmdline:   r.Cmdline,
-			MemBytes:  mem,
-			HugePages: r.HugePages,
-			THP:       r.THP,
-			CPUs:      r.CPUs,
-			Console:   os.Stdout,
-			Placement: place,
-			Logger:    slog.Default(),
+			KVMPath:         r.KVM,
+			Cmdline:         r.Cmdline,
+			MemBytes:        mem,
+			HugePages:       r.HugePages,
+			THP:             r.THP,
+			CPUs:            r.CPUs,
+			NoCoalescedMMIO: r.NoCoalesced,
+			Console:         os.Stdout,
+			Placement:       place,
+			Logger:          slog.Default(),
 		},
 		Nets: nets,
 	}

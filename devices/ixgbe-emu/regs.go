@@ -190,6 +190,11 @@ func rxQueueBase(n int) uint32 {
 
 func txQueueBase(n int) uint32 { return 0x06000 + uint32(n)*0x40 }
 
+// RxTailOffset is where rx queue n's tail register (RDT) lies in BAR0.
+// The driver writes it after each refill, and nothing but the next frame
+// depends on it: the write can wait for the next exit (coalesced MMIO).
+func RxTailOffset(n int) uint64 { return uint64(rxQueueBase(n) + qRDT) }
+
 // Transmit (§8.2.3.9).
 const (
 	regDMATXCTL   = 0x04A80

@@ -20,7 +20,7 @@ func (d *Device) buildConfigSpace() error {
 		SubsystemVendorID: ixgbeemu.PCISubsystemVendorID,
 		SubsystemID:       ixgbeemu.PCISubsystemID,
 	})
-	if err := d.cs.SetBAR(BARRegs, pci.BAR{Kind: pci.BARMem64, Size: ixgbeemu.PCIBAR0Size, Handler: d.nic}); err != nil {
+	if err := d.cs.SetBAR(BARRegs, pci.BAR{Kind: pci.BARMem64, Size: ixgbeemu.PCIBAR0Size, Handler: d.nic, OnMove: d.regsMoved}); err != nil {
 		return fmt.Errorf("ixgbe pcidev: BAR0: %w", err)
 	}
 	if err := d.cs.SetBAR(BARMSIX, pci.BAR{Kind: pci.BARMem64, Size: ixgbeemu.PCIBAR4Size, Handler: d.msix}); err != nil {
@@ -126,4 +126,31 @@ func pcieCap() (body, mask []byte) {
 	put16(pcieLinkCtl2, speed5GT)
 	m16(pcieLinkCtl2, 0x003F)
 	return body, mask
+}
+
+// regsMoved is BAR0's OnMove: the coalesced tail registers follow the BAR.
+// If KVM refuses one, coalescing stops for good (every write then exits,
+// as without it).
+func (d *Device) regsMoved(oldBase, newBase uint64) {
+	if d.coalesce == nil {
+		return
+	}
+	for q := range d.coalescedTails {
+		if oldBase != pci.Unmapped {
+			_ = d.coalesce(oldBase+ixgbeemu.RxTailOffset(q), 4, false)
+		}
+	}
+	if newBase == pci.Unmapped {
+		return
+	}
+	for q := range d.coalescedTails {
+		if err := d.coalesce(newBase+ixgbeemu.RxTailOffset(q), 4, true); err != nil {
+			d.log.Warn("receive tail writes not coalesced: each one exits", "err", err)
+			for i := range q {
+				_ = d.coalesce(newBase+ixgbeemu.RxTailOffset(i), 4, false)
+			}
+			d.coalesce = nil
+			return
+		}
+	}
 }

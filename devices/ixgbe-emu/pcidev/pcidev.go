@@ -89,6 +89,13 @@ type Config struct {
 	// Queues is the number of rx/tx queue pairs the driver may enable,
 	// 1..128; 0 means 128 (the driver decides how many it uses).
 	Queues int
+	// CoalesceMMIO, if set (vmm.Platform.CoalesceMMIO), has KVM queue the
+	// guest's writes to the first receive queues' tail registers (RDT)
+	// instead of exiting for each: under receive load they are most of the
+	// driver's register writes. The guest's next exit replays them, and a
+	// receive queue short of descriptors still learns of new ones then:
+	// the driver writes EIMS (not coalesced) when its poll ends.
+	CoalesceMMIO func(addr uint64, size uint32, on bool) error
 	// Logger receives port errors; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -147,7 +154,14 @@ type Device struct {
 
 	rxOversize, rxDiscarded, rxErrs, txErrs atomic.Uint64
 	closeOnce                               sync.Once
+
+	coalesce       func(addr uint64, size uint32, on bool) error
+	coalescedTails int // rx queues whose RDT is coalesced (at most coalescedQueues)
 }
+
+// coalescedQueues bounds the rx tail registers coalesced (KVM allows 100
+// zones per VM); a driver with more queues than that has the rest exit.
+const coalescedQueues = 16
 
 // New builds the function and starts the port reader. Register the result
 // with pci.Bridge.Add; Close it after the VM has stopped.
@@ -165,7 +179,8 @@ func New(cfg Config) (*Device, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	d := &Device{log: logger.With("nic", "ixgbe"), fd: -1, stopFD: -1, kickFD: -1, allocFn: cfg.AllocVector}
+	d := &Device{log: logger.With("nic", "ixgbe"), fd: -1, stopFD: -1, kickFD: -1, allocFn: cfg.AllocVector,
+		coalesce: cfg.CoalesceMMIO, coalescedTails: min(cfg.Queues, coalescedQueues)}
 	if cfg.LegacyIRQ != nil {
 		d.SetLegacyIRQ(cfg.LegacyIRQ)
 	}

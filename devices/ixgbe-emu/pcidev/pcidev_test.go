@@ -3,6 +3,7 @@ package pcidev
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -569,4 +570,75 @@ func TestNewValidates(t *testing.T) {
 	defer unix.Close(fds[1])
 	_, err = New(Config{MAC: [6]byte{1}, Port: os.NewFile(uintptr(fds[0]), "p"), Mem: mem, AllocVector: alloc})
 	require.Error(t, err, "multicast MAC")
+}
+
+// The receive tail registers KVM coalesces follow BAR0 wherever the guest
+// maps it, and go when decode is off; a refused zone turns coalescing off
+// and leaves none behind.
+func TestCoalescedTailsFollowBAR(t *testing.T) {
+	zones := map[uint64]bool{}
+	refuseAt := uint64(0)
+	coalesce := func(addr uint64, size uint32, on bool) error {
+		require.Equal(t, uint32(4), size)
+		if on && addr == refuseAt {
+			return errors.New("no more zones")
+		}
+		require.NotEqual(t, on, zones[addr], "zone %#x registered twice or removed twice", addr)
+		if on {
+			zones[addr] = true
+		} else {
+			delete(zones, addr)
+		}
+		return nil
+	}
+	e := &env{t: t, pio: bus.New("pio"), mmio: bus.New("mmio"), vecs: &vectors{}}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	br, err := pci.NewBridge(pci.Config{PIO: e.pio, MMIO: e.mmio, RAMEnd: ramEnd, Logger: logger})
+	require.NoError(t, err)
+	e.ram = make([]byte, ramSize)
+	e.mem, err = guestmem.FromRegions(guestmem.Region{GPA: 0, Host: e.ram})
+	require.NoError(t, err)
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	require.NoError(t, err)
+	t.Cleanup(func() { unix.Close(fds[1]) })
+	e.dev, err = New(Config{MAC: guestMAC, Port: os.NewFile(uintptr(fds[0]), "port"), Mem: e.mem, AllocVector: e.vecs.alloc,
+		Queues: 4, Logger: logger, CoalesceMMIO: coalesce})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, e.dev.Close()) })
+	e.slot, err = br.Add(e.dev)
+	require.NoError(t, err)
+	base, ok := br.BAR(e.slot, BARRegs)
+	require.True(t, ok)
+	want := func(base uint64, queues int) map[uint64]bool {
+		m := map[uint64]bool{}
+		for q := range queues {
+			m[base+0x01018+0x40*uint64(q)] = true
+		}
+		return m
+	}
+	require.Equal(t, want(base, 4), zones, "RDT of each of the 4 queues, at BAR0")
+
+	// The guest moves BAR0: the zones move with it.
+	moved := base + 0x100000
+	e.cfgWrite(pci.RegBAR0, 4, uint32(moved)|0b100)
+	e.cfgWrite(pci.RegBAR0+4, 4, uint32(moved>>32))
+	got, ok := br.BAR(e.slot, BARRegs)
+	require.True(t, ok)
+	require.Equal(t, moved, got)
+	require.Equal(t, want(moved, 4), zones)
+
+	// Memory decode off: no zone is left where nothing decodes.
+	cmd := e.cfgRead(pci.RegCommand, 2)
+	e.cfgWrite(pci.RegCommand, 2, cmd&^0x2)
+	require.Empty(t, zones)
+
+	// Decode back on, and KVM refuses the third zone: coalescing stops and
+	// the two zones made are removed (every write exits, as without it).
+	refuseAt = moved + 0x01018 + 0x80
+	e.cfgWrite(pci.RegCommand, 2, cmd)
+	require.Empty(t, zones)
+	refuseAt = 0
+	e.cfgWrite(pci.RegCommand, 2, cmd&^0x2)
+	e.cfgWrite(pci.RegCommand, 2, cmd)
+	require.Empty(t, zones, "once refused, never again")
 }
