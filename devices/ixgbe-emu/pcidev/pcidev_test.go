@@ -150,6 +150,12 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith is newEnv with the device's Config changed by opt first.
+func newEnvWith(t *testing.T, opt func(*Config)) *env {
+	t.Helper()
 	e := &env{t: t, pio: bus.New("pio"), mmio: bus.New("mmio"), vecs: &vectors{}}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	br, err := pci.NewBridge(pci.Config{PIO: e.pio, MMIO: e.mmio, RAMEnd: ramEnd, Logger: logger})
@@ -162,7 +168,11 @@ func newEnv(t *testing.T) *env {
 	require.NoError(t, err)
 	e.host = fds[1]
 	t.Cleanup(func() { unix.Close(e.host) })
-	e.dev, err = New(Config{MAC: guestMAC, Port: os.NewFile(uintptr(fds[0]), "port"), Mem: e.mem, AllocVector: e.vecs.alloc, Logger: logger})
+	cfg := Config{MAC: guestMAC, Port: os.NewFile(uintptr(fds[0]), "port"), Mem: e.mem, AllocVector: e.vecs.alloc, Logger: logger}
+	if opt != nil {
+		opt(&cfg)
+	}
+	e.dev, err = New(cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, e.dev.Close()) })
 	e.slot, err = br.Add(e.dev)
@@ -591,22 +601,8 @@ func TestCoalescedTailsFollowBAR(t *testing.T) {
 		}
 		return nil
 	}
-	e := &env{t: t, pio: bus.New("pio"), mmio: bus.New("mmio"), vecs: &vectors{}}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	br, err := pci.NewBridge(pci.Config{PIO: e.pio, MMIO: e.mmio, RAMEnd: ramEnd, Logger: logger})
-	require.NoError(t, err)
-	e.ram = make([]byte, ramSize)
-	e.mem, err = guestmem.FromRegions(guestmem.Region{GPA: 0, Host: e.ram})
-	require.NoError(t, err)
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
-	require.NoError(t, err)
-	t.Cleanup(func() { unix.Close(fds[1]) })
-	e.dev, err = New(Config{MAC: guestMAC, Port: os.NewFile(uintptr(fds[0]), "port"), Mem: e.mem, AllocVector: e.vecs.alloc,
-		Queues: 4, Logger: logger, CoalesceMMIO: coalesce})
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, e.dev.Close()) })
-	e.slot, err = br.Add(e.dev)
-	require.NoError(t, err)
+	e := newEnvWith(t, func(c *Config) { c.Queues, c.CoalesceMMIO = 4, coalesce })
+	br := e.br
 	base, ok := br.BAR(e.slot, BARRegs)
 	require.True(t, ok)
 	want := func(base uint64, queues int) map[uint64]bool {
